@@ -1,0 +1,1 @@
+"""End-to-end tooling: the local cluster, environment setup, the demo and the benchmarks."""

@@ -1,0 +1,1 @@
+"""The DialogueModel API: pydantic v2 models, the single source of truth for the CRD schema."""

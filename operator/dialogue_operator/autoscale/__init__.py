@@ -1,0 +1,1 @@
+"""Autoscaling: a pure replica policy and the metrics collector that feeds it."""

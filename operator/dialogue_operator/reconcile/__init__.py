@@ -1,0 +1,1 @@
+"""Pure builders: DialogueModel spec and observed children in, desired children and status out."""

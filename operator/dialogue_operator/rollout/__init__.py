@@ -1,0 +1,1 @@
+"""Pure variant and canary state machine for compressed-variant rollouts."""

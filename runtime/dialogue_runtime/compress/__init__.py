@@ -1,0 +1,1 @@
+"""Compression job: llm-compressor oneshot into a compressed-tensors checkpoint."""

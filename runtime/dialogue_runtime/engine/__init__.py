@@ -1,0 +1,1 @@
+"""The runtime pod's entrypoint: locate the model, render the vLLM command line, run the server."""

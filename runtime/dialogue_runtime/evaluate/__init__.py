@@ -1,0 +1,1 @@
+"""Quality-gate job: golden dialogues through base and variant, recovery scores."""

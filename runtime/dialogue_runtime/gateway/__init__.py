@@ -1,0 +1,1 @@
+"""The dialogue gateway: OpenAI-compatible front door with session-affinity routing."""
