@@ -20,7 +20,14 @@ class SimProfile(BaseModel):
 
     prefill_tokens_per_s: float = Field(default=4000.0, gt=0)
     decode_tokens_per_s: float = Field(default=35.0, gt=0, description="Per-sequence decode rate at batch 1.")
+    max_decode_tokens_per_s: float = Field(
+        default=245.0, gt=0, description="Aggregate decode rate the batch saturates at (large batches)."
+    )
+    prefill_time_share: float = Field(
+        default=0.5, gt=0, lt=1, description="Engine time given to prefill while prompts and decodes both wait."
+    )
     max_batch: int = Field(default=32, ge=1)
+    max_waiting: int | None = Field(default=None, ge=0, description="Queue length past which requests are rejected.")
     kv_cache_tokens: int = Field(default=65536, ge=1)
     block_size_tokens: int = Field(default=16, ge=1)
     startup_s: float = Field(default=0.0, ge=0)
