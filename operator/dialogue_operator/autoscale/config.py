@@ -1,0 +1,77 @@
+"""The policy's tuning: the user's autoscaling bounds and targets plus fixed windows and step limits (pure data)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields
+from typing import Any, Protocol
+
+
+class AutoscalingSpecLike(Protocol):
+    """The fields of the DialogueModel's `spec.autoscaling` the policy reads (api.AutoscalingSpec has them)."""
+
+    min_replicas: int
+    max_replicas: int
+    target_in_flight_per_replica: float
+    scale_to_zero_after_seconds: float | None
+    ttft_p95_target_seconds: float | None
+
+
+@dataclass(frozen=True)
+class PolicyConfig:
+    """Everything `decide` needs besides state and observation.
+
+    The first five come from the user's spec; the rest are defaults chosen on the Azure 2023 traces
+    (see e2e/bench/bench_autoscale.py) and can be overridden for experiments.
+    """
+
+    min_replicas: int = 1
+    max_replicas: int = 10
+    target_in_flight_per_replica: float = 16.0
+    scale_to_zero_after_s: float | None = None
+    ttft_p95_target_s: float | None = None
+    # Windows (KPA-like): the stable window averages load for steady sizing, the panic window reacts to bursts.
+    stable_window_s: float = 60.0
+    panic_window_s: float = 10.0
+    panic_threshold: float = 2.0
+    # Scale down only to the highest recommendation of this window (HPA-style behaviour), so dips don't flap.
+    scale_down_stabilization_s: float = 180.0
+    # Step limits per decision: up to x`max_scale_up_rate` (at least +`min_scale_up_step`); down by at most
+    # `max_scale_down_ratio` of the current replicas (at least 1). Panic mode lifts the up limit.
+    max_scale_up_rate: float = 2.0
+    min_scale_up_step: int = 4
+    max_scale_down_ratio: float = 0.5
+    # Saturation signals besides concurrency.
+    kv_cache_target_ratio: float = 0.8
+    queue_tolerance_per_replica: float = 1.0
+    ttft_guard_step_ratio: float = 0.25
+
+    def __post_init__(self) -> None:
+        if self.min_replicas < 0:
+            raise ValueError(f"autoscaling min_replicas must be >= 0, got {self.min_replicas}")
+        if self.max_replicas < max(1, self.min_replicas):
+            raise ValueError(
+                f"autoscaling max_replicas ({self.max_replicas}) must be >= max(1, min_replicas={self.min_replicas})"
+            )
+        if self.target_in_flight_per_replica <= 0:
+            raise ValueError(
+                f"autoscaling target_in_flight_per_replica must be > 0, got {self.target_in_flight_per_replica}"
+            )
+        if self.panic_window_s > self.stable_window_s:
+            raise ValueError("autoscaling panic_window_s must not exceed stable_window_s")
+
+    @classmethod
+    def from_spec(cls, spec: AutoscalingSpecLike, **overrides: Any) -> PolicyConfig:
+        """Build from the DialogueModel's autoscaling spec; keyword overrides win (tuning, tests)."""
+        values: dict[str, Any] = {
+            "min_replicas": spec.min_replicas,
+            "max_replicas": spec.max_replicas,
+            "target_in_flight_per_replica": float(spec.target_in_flight_per_replica),
+            "scale_to_zero_after_s": spec.scale_to_zero_after_seconds,
+            "ttft_p95_target_s": spec.ttft_p95_target_seconds,
+        }
+        known = {f.name for f in fields(cls)}
+        unknown = set(overrides) - known
+        if unknown:
+            raise TypeError(f"PolicyConfig.from_spec: unknown overrides {sorted(unknown)}")
+        values.update(overrides)
+        return cls(**values)

@@ -1,0 +1,212 @@
+"""The replica policy: desired replicas from load, saturation and SLO signals, with windows and limits (pure)."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+from dialogue_operator.autoscale.config import PolicyConfig
+from dialogue_operator.autoscale.observation import Observation
+from dialogue_operator.autoscale.state import PolicyState
+
+
+class Reason:
+    """Machine-readable decision reasons (CamelCase, usable as Event and Condition reasons)."""
+
+    SCALE_FROM_ZERO = "ScaleFromZero"
+    SCALE_TO_ZERO = "ScaleToZero"
+    IDLE = "Idle"
+    LOAD_ABOVE_TARGET = "LoadAboveTarget"
+    LOAD_BELOW_TARGET = "LoadBelowTarget"
+    WITHIN_TARGET = "WithinTarget"
+    PANIC = "Panic"
+    KV_CACHE_PRESSURE = "KVCachePressure"
+    QUEUE_PRESSURE = "QueuePressure"
+    TTFT_ABOVE_TARGET = "TTFTAboveTarget"
+    HOLDING_IN_PANIC = "HoldingInPanic"
+    HOLDING_FOR_TTFT = "HoldingForTTFT"
+    SCALE_DOWN_STABILIZING = "ScaleDownStabilizing"
+    AT_MIN_REPLICAS = "AtMinReplicas"
+    AT_MAX_REPLICAS = "AtMaxReplicas"
+    WAITING_FOR_GPU = "WaitingForGPU"
+    PARTIAL_METRICS = "PartialMetrics"
+
+
+@dataclass(frozen=True)
+class Decision:
+    """What to do now and why; `new_state` must be passed to the next call (and persisted in status)."""
+
+    desired_replicas: int
+    reason: str
+    message: str
+    new_state: PolicyState
+    signals: dict[str, float] = field(default_factory=dict)
+
+
+def _mean(values: list[float]) -> float:
+    return sum(values) / len(values) if values else 0.0
+
+
+def decide(state: PolicyState | None, obs: Observation, now_s: float, config: PolicyConfig) -> Decision:
+    """Desired replicas for one model at time `now_s`.
+
+    Contract: pure and deterministic; `now_s` only ever moves forward between calls with the same state.
+    Scale-up is fast (short panic window, large steps), scale-down slow (highest recommendation of the
+    stabilization window, bounded steps). Never scales down on partial metrics, never below one replica
+    unless the model was idle for `scale_to_zero_after_s`, never adds replicas while some are Pending
+    for want of a GPU.
+    """
+    state = state or PolicyState()
+    current = obs.current_replicas
+    target = config.target_in_flight_per_replica
+    load = obs.load
+    active = load > 0 or obs.gateway_held > 0
+    last_active_s = now_s if active or state.last_active_s is None else state.last_active_s
+
+    samples = [(t, v) for t, v in state.load_samples if t > now_s - config.stable_window_s]
+    samples.append((now_s, load))
+    stable_avg = _mean([v for _, v in samples])
+    panic_avg = _mean([v for t, v in samples if t > now_s - config.panic_window_s])
+    signals = {
+        "load": load,
+        "stableLoad": round(stable_avg, 3),
+        "panicLoad": round(panic_avg, 3),
+        "kvCacheUsage": round(obs.kv_cache_usage_mean, 3),
+    }
+    if obs.ttft_p95_s is not None:
+        signals["ttftP95Seconds"] = round(obs.ttft_p95_s, 3)
+
+    def finish(desired: int, reason: str, message: str, rec: int | None, panic_until_s: float | None) -> Decision:
+        recs = [(t, r) for t, r in state.recommendations if t > now_s - config.scale_down_stabilization_s]
+        if rec is not None:
+            recs.append((now_s, rec))
+        new_state = PolicyState(
+            load_samples=tuple(samples),
+            recommendations=tuple(recs),
+            last_active_s=last_active_s,
+            panic_until_s=panic_until_s,
+            last_scale_s=now_s if desired != current else state.last_scale_s,
+        )
+        return Decision(desired, reason, message, new_state, signals)
+
+    # From zero: the gateway holds requests and the engines report nothing; any demand brings replicas back.
+    if current == 0:
+        if active:
+            want = min(config.max_replicas, max(1, config.min_replicas, math.ceil(load / target)))
+            held = f"{obs.gateway_held} request(s) held at the gateway" if obs.gateway_held else f"load {load:g}"
+            return finish(want, Reason.SCALE_FROM_ZERO, f"{held}: scaling from 0 to {want}", want, None)
+        if config.min_replicas > 0:
+            return finish(config.min_replicas, Reason.AT_MIN_REPLICAS, "raising to minReplicas", None, None)
+        return finish(0, Reason.IDLE, "no load; staying at zero", 0, None)
+
+    # 1. Recommendation from concurrency (stable and panic windows).
+    rec_stable = math.ceil(stable_avg / target)
+    rec_panic = math.ceil(panic_avg / target)
+    ready_floor = max(1, obs.ready_replicas)
+    panic_now = rec_panic >= config.panic_threshold * ready_floor and rec_panic > current
+    panic_until_s: float | None = state.panic_until_s
+    if panic_now:
+        panic_until_s = now_s + config.stable_window_s
+    elif panic_until_s is not None and now_s >= panic_until_s:
+        panic_until_s = None
+    in_panic = panic_until_s is not None
+    rec = max(rec_stable, rec_panic)
+    driver = Reason.PANIC if panic_now else Reason.LOAD_ABOVE_TARGET
+    detail = f"in-flight {load:g} (avg {stable_avg:.1f}/{config.stable_window_s:g}s) vs target {target:g}/replica"
+
+    # 2. Saturation signals: KV cache and queue on the replicas that answered.
+    scraped = len(obs.replicas)
+    if scraped and obs.kv_cache_usage_mean > config.kv_cache_target_ratio:
+        kv_rec = math.ceil(scraped * obs.kv_cache_usage_mean / config.kv_cache_target_ratio) + obs.starting_replicas
+        if kv_rec > rec:
+            rec, driver = kv_rec, Reason.KV_CACHE_PRESSURE
+            detail = f"KV cache {obs.kv_cache_usage_mean:.0%} > target {config.kv_cache_target_ratio:.0%}"
+    waiting = obs.engine_waiting
+    if scraped and waiting / scraped > config.queue_tolerance_per_replica:
+        running_per_replica = max(1.0, obs.engine_running / scraped)
+        q_rec = scraped + obs.starting_replicas + math.ceil(waiting / running_per_replica)
+        if q_rec > rec:
+            rec, driver = q_rec, Reason.QUEUE_PRESSURE
+            detail = f"{waiting:g} request(s) waiting in engine queues ({waiting / scraped:.1f}/replica)"
+
+    # 3. TTFT SLO guard: add replicas when p95 misses the target and none are already on the way.
+    ttft_miss = (
+        config.ttft_p95_target_s is not None
+        and obs.ttft_p95_s is not None
+        and obs.ttft_p95_s > config.ttft_p95_target_s
+    )
+    if ttft_miss and obs.starting_replicas == 0:
+        guard = current + max(1, math.ceil(current * config.ttft_guard_step_ratio))
+        if guard > rec:
+            rec, driver = guard, Reason.TTFT_ABOVE_TARGET
+            detail = f"TTFT p95 {obs.ttft_p95_s:.2f}s > target {config.ttft_p95_target_s:g}s"
+
+    # 4. Stabilize: up at once, down only to the highest recommendation of the window.
+    window_max = max([r for t, r in state.recommendations if t > now_s - config.scale_down_stabilization_s] + [rec])
+    if rec > current:
+        desired, reason = rec, driver
+    elif rec == current:
+        desired, reason = current, Reason.WITHIN_TARGET
+    else:
+        desired = min(current, window_max)
+        reason = Reason.LOAD_BELOW_TARGET if desired < current else Reason.SCALE_DOWN_STABILIZING
+    if rec < current and in_panic:
+        desired, reason = current, Reason.HOLDING_IN_PANIC
+    elif rec < current and ttft_miss:
+        desired, reason = current, Reason.HOLDING_FOR_TTFT
+    notes: list[str] = []
+
+    # 5. Step limits.
+    if desired > current and not in_panic:
+        limit = current + max(config.min_scale_up_step, math.ceil(current * (config.max_scale_up_rate - 1)))
+        if desired > limit:
+            notes.append(f"step-limited from {desired}")
+            desired = limit
+    if desired < current:
+        floor = current - max(1, math.floor(current * config.max_scale_down_ratio))
+        if desired < floor:
+            notes.append(f"step-limited from {desired}")
+            desired = floor
+
+    # 6. Zero and bounds.
+    idle_s = now_s - last_active_s
+    gateway_idle = obs.gateway_in_flight in (None, 0)
+    if (
+        config.min_replicas == 0
+        and config.scale_to_zero_after_s is not None
+        and not active
+        and gateway_idle
+        and obs.complete
+        and idle_s >= config.scale_to_zero_after_s
+        and window_max == 0
+    ):
+        desired, reason = 0, Reason.SCALE_TO_ZERO
+        detail = f"idle for {idle_s:.0f}s >= scaleToZeroAfterSeconds {config.scale_to_zero_after_s:g}"
+    else:
+        desired = max(desired, 1)
+    if desired > config.max_replicas:
+        notes.append(f"wanted {desired}")
+        desired, reason = config.max_replicas, Reason.AT_MAX_REPLICAS
+    if desired < config.min_replicas:
+        desired, reason = config.min_replicas, Reason.AT_MIN_REPLICAS
+
+    # 7. Safety: never pile up unschedulable pods; never scale down on partial data.
+    if desired > current and obs.unschedulable_replicas > 0:
+        notes.append(f"wanted {desired}")
+        desired, reason = current, Reason.WAITING_FOR_GPU
+        detail = f"{obs.unschedulable_replicas} replica(s) Pending: no node has a free GPU; not adding more"
+    if desired < current and not obs.complete:
+        notes.append(f"wanted {desired}")
+        desired, reason = current, Reason.PARTIAL_METRICS
+        detail = (
+            f"{obs.failed_scrapes or obs.ready_replicas - scraped} of {obs.ready_replicas} ready pod(s) "
+            "did not answer /metrics; not scaling down"
+        )
+
+    verb = "scale up" if desired > current else "scale down" if desired < current else "hold"
+    message = f"{verb} {current} -> {desired}: {detail}"
+    if in_panic:
+        message += " [panic mode]"
+    if notes:
+        message += f" ({'; '.join(notes)})"
+    return finish(desired, reason, message, rec, panic_until_s)

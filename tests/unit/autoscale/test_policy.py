@@ -1,0 +1,237 @@
+"""The replica policy: what an operator of a chat model would notice about scaling decisions."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from dialogue_operator.autoscale import Observation, PolicyConfig, PolicyState, Reason, ReplicaMetrics, decide
+
+
+def obs(
+    current: int,
+    in_flight_per_replica: float = 0.0,
+    *,
+    ready: int | None = None,
+    waiting_per_replica: float = 0.0,
+    kv: float = 0.0,
+    ttft: float | None = None,
+    held: int = 0,
+    gateway: int | None = None,
+    starting: int = 0,
+    unschedulable: int = 0,
+    failed: int = 0,
+) -> Observation:
+    ready = current - starting - unschedulable if ready is None else ready
+    scraped = ready - failed
+    replicas = tuple(
+        ReplicaMetrics(f"p{i}", running=in_flight_per_replica, waiting=waiting_per_replica, kv_cache_usage_ratio=kv)
+        for i in range(scraped)
+    )
+    return Observation(
+        current_replicas=current,
+        ready_replicas=ready,
+        replicas=replicas,
+        starting_replicas=starting,
+        unschedulable_replicas=unschedulable,
+        failed_scrapes=failed,
+        ttft_p95_s=ttft,
+        gateway_in_flight=gateway,
+        gateway_held=held,
+    )
+
+
+CFG = PolicyConfig(min_replicas=1, max_replicas=20, target_in_flight_per_replica=10)
+
+
+def run(config: PolicyConfig, steps: list[tuple[float, Observation]], state: PolicyState | None = None):
+    decisions = []
+    for now, o in steps:
+        d = decide(state, o, now, config)
+        state = d.new_state
+        decisions.append(d)
+    return decisions
+
+
+def test_load_within_target_holds():
+    d = decide(None, obs(2, 8), 0.0, CFG)
+    assert d.desired_replicas == 2
+    assert d.reason == Reason.WITHIN_TARGET
+
+
+def test_load_above_target_scales_up_at_once():
+    d = decide(None, obs(2, 14), 0.0, CFG)  # 28 in flight / 10 per replica
+    assert d.desired_replicas == 3
+    assert d.reason == Reason.LOAD_ABOVE_TARGET
+    assert "2 -> 3" in d.message
+
+
+def test_scale_up_is_step_limited_outside_panic():
+    cfg = PolicyConfig(min_replicas=1, max_replicas=100, target_in_flight_per_replica=10, panic_threshold=100)
+    d = decide(None, obs(4, 50), 0.0, cfg)  # wants 20
+    assert d.desired_replicas == 8  # at most x2 (>= +4)
+    assert "step-limited" in d.message
+
+
+def test_burst_enters_panic_lifts_step_limit_and_freezes_scale_down():
+    cfg = PolicyConfig(min_replicas=1, max_replicas=100, target_in_flight_per_replica=10)
+    ds = run(cfg, [(0.0, obs(2, 5)), (10.0, obs(2, 100))])
+    assert ds[1].reason == Reason.PANIC
+    assert ds[1].desired_replicas == 20
+    assert "panic" in ds[1].message
+    # Load vanishes right after: panic mode holds the replicas for the stable window.
+    later = run(cfg, [(20.0, obs(20, 0)), (50.0, obs(20, 0))], ds[1].new_state)
+    assert all(d.desired_replicas == 20 for d in later)
+    assert later[-1].reason == Reason.HOLDING_IN_PANIC
+
+
+def test_scale_down_waits_for_the_stabilization_window_then_steps_down():
+    cfg = PolicyConfig(min_replicas=1, max_replicas=20, target_in_flight_per_replica=10, scale_down_stabilization_s=180)
+    ds = run(cfg, [(0.0, obs(8, 10))] + [(t, obs(8, 1)) for t in range(10, 400, 10)])
+    early = [d for d, t in zip(ds, range(0, 400, 10), strict=True) if t < 180]
+    assert all(d.desired_replicas == 8 for d in early)
+    assert any(d.reason == Reason.SCALE_DOWN_STABILIZING for d in early)
+    first_down = next(d for d in ds if d.desired_replicas < 8)
+    assert first_down.reason == Reason.LOAD_BELOW_TARGET
+    assert first_down.desired_replicas >= 4  # at most half per decision
+
+
+def test_never_below_min_or_above_max():
+    cfg = PolicyConfig(min_replicas=3, max_replicas=5, target_in_flight_per_replica=10)
+    up = decide(None, obs(5, 40), 0.0, cfg)
+    assert up.desired_replicas == 5
+    assert up.reason == Reason.AT_MAX_REPLICAS
+    down = run(cfg, [(float(t), obs(3, 0)) for t in range(0, 1000, 10)])
+    assert all(d.desired_replicas == 3 for d in down)
+
+
+def test_scale_to_zero_only_after_idle_period():
+    cfg = PolicyConfig(min_replicas=0, max_replicas=5, target_in_flight_per_replica=10, scale_to_zero_after_s=300)
+    ds = run(cfg, [(0.0, obs(1, 3))] + [(float(t), obs(1, 0)) for t in range(10, 320, 10)])
+    assert all(d.desired_replicas == 1 for d in ds[:-2])
+    assert ds[-1].desired_replicas == 0
+    assert ds[-1].reason == Reason.SCALE_TO_ZERO
+
+
+def test_min_zero_without_idle_timeout_keeps_one_replica():
+    cfg = PolicyConfig(min_replicas=0, max_replicas=5, target_in_flight_per_replica=10, scale_to_zero_after_s=None)
+    ds = run(cfg, [(float(t), obs(1, 0)) for t in range(0, 2000, 10)])
+    assert ds[-1].desired_replicas == 1
+
+
+def test_partial_metrics_never_scale_to_zero_or_down():
+    cfg = PolicyConfig(min_replicas=0, max_replicas=5, target_in_flight_per_replica=10, scale_to_zero_after_s=60)
+    # Two ready pods, neither answers /metrics: the policy sees no load but must not act on it.
+    ds = run(cfg, [(float(t), obs(2, 0, failed=2)) for t in range(0, 1000, 10)])
+    assert all(d.desired_replicas == 2 for d in ds)
+    assert ds[-1].reason == Reason.PARTIAL_METRICS
+    assert "did not answer" in ds[-1].message
+
+
+def test_partial_metrics_still_allow_scale_up():
+    d = decide(None, obs(2, 30, failed=1), 0.0, CFG)  # the one answering pod alone carries 30
+    assert d.desired_replicas > 2
+
+
+def test_gateway_in_flight_blocks_scale_to_zero():
+    cfg = PolicyConfig(min_replicas=0, max_replicas=5, target_in_flight_per_replica=10, scale_to_zero_after_s=60)
+    ds = run(cfg, [(float(t), obs(1, 0, gateway=1)) for t in range(0, 600, 10)])
+    assert ds[-1].desired_replicas == 1
+
+
+def test_scale_from_zero_on_held_request():
+    cfg = PolicyConfig(min_replicas=0, max_replicas=5, target_in_flight_per_replica=10, scale_to_zero_after_s=60)
+    idle = decide(None, obs(0, 0), 0.0, cfg)
+    assert idle.desired_replicas == 0
+    assert idle.reason == Reason.IDLE
+    d = decide(idle.new_state, obs(0, 0, held=1), 5.0, cfg)
+    assert d.desired_replicas == 1
+    assert d.reason == Reason.SCALE_FROM_ZERO
+    assert "held" in d.message
+    many = decide(None, obs(0, 0, held=35), 5.0, cfg)
+    assert many.desired_replicas == 4
+
+
+def test_does_not_pile_up_unschedulable_replicas_but_still_scales_down():
+    d = decide(None, obs(4, 40, ready=2, unschedulable=2), 0.0, CFG)  # wants 8
+    assert d.desired_replicas == 4
+    assert d.reason == Reason.WAITING_FOR_GPU
+    assert "no node has a free GPU" in d.message
+    cfg = PolicyConfig(min_replicas=1, max_replicas=20, target_in_flight_per_replica=10, scale_down_stabilization_s=30)
+    ds = run(cfg, [(float(t), obs(4, 0, ready=2, unschedulable=2)) for t in range(0, 100, 10)])
+    assert ds[-1].desired_replicas < 4
+
+
+def test_ttft_guard_adds_a_replica_and_blocks_scale_down():
+    cfg = PolicyConfig(min_replicas=1, max_replicas=20, target_in_flight_per_replica=10, ttft_p95_target_s=1.0)
+    d = decide(None, obs(4, 5, ttft=3.0), 0.0, cfg)  # concurrency alone would allow 2
+    assert d.desired_replicas == 5
+    assert d.reason == Reason.TTFT_ABOVE_TARGET
+    # A replica is already starting: the guard waits for it rather than adding more, and holds.
+    d2 = decide(None, obs(5, 5, ready=4, starting=1, ttft=3.0), 0.0, cfg)
+    assert d2.desired_replicas == 5
+    assert d2.reason == Reason.HOLDING_FOR_TTFT
+
+
+def test_kv_cache_pressure_scales_up():
+    d = decide(None, obs(2, 4, kv=0.96), 0.0, CFG)
+    assert d.desired_replicas == 3
+    assert d.reason == Reason.KV_CACHE_PRESSURE
+
+
+def test_engine_queue_scales_up_even_under_a_high_concurrency_target():
+    cfg = PolicyConfig(min_replicas=1, max_replicas=20, target_in_flight_per_replica=100)
+    d = decide(None, obs(2, 32, waiting_per_replica=16), 0.0, cfg)  # 96 in flight < 200 target, but queueing
+    assert d.desired_replicas == 3
+    assert d.reason == Reason.QUEUE_PRESSURE
+
+
+def test_state_round_trips_through_json_and_restart_forgets_nothing():
+    steps = [(0.0, obs(8, 10))] + [(float(t), obs(8, 1)) for t in range(10, 300, 10)]
+    straight = run(CFG, steps)
+    state: PolicyState | None = None
+    restarted = []
+    for now, o in steps:
+        if state is not None:
+            state = PolicyState.from_dict(json.loads(json.dumps(state.to_dict())))
+        d = decide(state, o, now, CFG)
+        state = d.new_state
+        restarted.append(d)
+    assert [d.desired_replicas for d in restarted] == [d.desired_replicas for d in straight]
+    assert "loadSamples" in straight[-1].new_state.to_dict()
+    assert PolicyState.from_dict(None) == PolicyState()
+
+
+def test_state_stays_bounded():
+    ds = run(CFG, [(float(t), obs(3, 10)) for t in range(0, 5000, 10)])
+    d = ds[-1].new_state.to_dict()
+    assert len(d["loadSamples"]) <= 7
+    assert len(d["recommendations"]) <= 19
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [
+        ({"min_replicas": -1}, "min_replicas"),
+        ({"min_replicas": 3, "max_replicas": 2}, "max_replicas"),
+        ({"max_replicas": 0, "min_replicas": 0}, "max_replicas"),
+        ({"target_in_flight_per_replica": 0}, "target_in_flight"),
+    ],
+)
+def test_impossible_bounds_are_refused(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        PolicyConfig(**kwargs)
+
+
+def test_from_spec_reads_the_user_fields():
+    class Spec:
+        min_replicas = 0
+        max_replicas = 7
+        target_in_flight_per_replica = 12
+        scale_to_zero_after_seconds = 600.0
+        ttft_p95_target_seconds = 2.0
+
+    cfg = PolicyConfig.from_spec(Spec(), stable_window_s=30.0)
+    assert (cfg.max_replicas, cfg.target_in_flight_per_replica, cfg.stable_window_s) == (7, 12.0, 30.0)
+    with pytest.raises(TypeError, match="unknown"):
+        PolicyConfig.from_spec(Spec(), nope=1)
