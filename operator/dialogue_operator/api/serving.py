@@ -1,0 +1,201 @@
+"""Scaling, dialogue, variant, rollout, security and cache parts of a DialogueModel spec (pure pydantic)."""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from pydantic import ConfigDict, Field, model_validator
+
+from dialogue_operator.api.common import DNS_LABEL_PATTERN, DNS_SUBDOMAIN_PATTERN, ApiModel, cel
+from dialogue_operator.api.model import SOURCE_PATTERN
+
+BASE_VARIANT = "base"
+ONLINE_QUANTIZATIONS = ("fp8_per_tensor", "fp8", "bitsandbytes")
+COMPRESSION_SCHEMES = ("FP8_DYNAMIC", "W8A8", "W4A16")
+
+
+class AutoscalingSpec(ApiModel):
+    """Replica bounds and targets for the operator's autoscaler (mutually exclusive with spec.replicas)."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "x-kubernetes-validations": [
+                cel(
+                    "self.minReplicas <= self.maxReplicas",
+                    "spec.autoscaling.minReplicas must be less than or equal to maxReplicas",
+                    ".minReplicas",
+                ),
+            ]
+        }
+    )
+
+    enabled: bool = Field(default=True, description="Whether the autoscaler manages the replica count.")
+    min_replicas: int = Field(default=1, ge=0, le=1000, description="Fewest replicas; 0 allows scale to zero.")
+    max_replicas: int = Field(default=1, ge=1, le=1000, description="Most replicas.")
+    target_in_flight_per_replica: int = Field(
+        default=8, ge=1, le=100_000, description="Concurrent requests per replica the autoscaler aims for."
+    )
+    scale_to_zero_after_seconds: int = Field(
+        default=600, ge=0, le=86_400, description="Idle time before scaling to zero (when minReplicas is 0)."
+    )
+    ttft_p95_target_seconds: float | None = Field(
+        default=None, gt=0, description="Scale up when the 95th percentile time to first token exceeds this."
+    )
+
+    @model_validator(mode="after")
+    def _bounds(self) -> AutoscalingSpec:
+        if self.min_replicas > self.max_replicas:
+            raise ValueError("spec.autoscaling.minReplicas must be less than or equal to maxReplicas")
+        return self
+
+
+class DialogueSpec(ApiModel):
+    """Conversation settings applied by the gateway and the engine's chat template."""
+
+    system_prompt: str | None = Field(
+        default=None, max_length=32_768, description="System prompt prepended to every conversation."
+    )
+    chat_template: str | None = Field(
+        default=None, max_length=65_536, description="Jinja chat template overriding the model's own."
+    )
+    history_token_budget: int | None = Field(
+        default=None, ge=0, le=10_000_000, description="Most tokens of conversation history kept per session."
+    )
+
+
+class CalibrationSpec(ApiModel):
+    """Calibration data for a compression recipe."""
+
+    dataset: str = Field(
+        default="builtin:chat",
+        max_length=512,
+        description="Calibration dataset: builtin:<name> or pvc://claim/path to a JSONL file of chat samples.",
+    )
+    num_samples: int = Field(default=256, ge=1, le=100_000, description="Calibration samples used.")
+    max_sequence_length: int = Field(default=2048, ge=16, le=1_000_000, description="Tokens per calibration sample.")
+
+
+class CompressionSpec(ApiModel):
+    """A compression recipe the operator runs (llm-compressor) to produce the variant's weights."""
+
+    scheme: Literal["FP8_DYNAMIC", "W8A8", "W4A16"] = Field(description="Quantization scheme.")
+    group_size: int | None = Field(
+        default=None, ge=1, le=4096, description="Weight group size (W4A16); must divide the hidden size."
+    )
+    calibration: CalibrationSpec | None = Field(
+        default=None, description="Calibration data (W8A8 and W4A16 use GPTQ; FP8_DYNAMIC needs none)."
+    )
+
+
+class VariantSpec(ApiModel):
+    """An alternative build of the model (pre-quantized, quantized online, or compressed by the operator)."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "x-kubernetes-validations": [
+                cel(
+                    "[has(self.source), has(self.quantization), has(self.compression)].filter(x, x).size() == 1",
+                    "a variant sets exactly one of source, quantization or compression",
+                ),
+                cel("self.name != 'base'", "variant name 'base' is reserved for the base model", ".name"),
+            ]
+        }
+    )
+
+    name: str = Field(
+        description="Variant name (a DNS label, at most 20 characters); 'base' is reserved.",
+        pattern=DNS_LABEL_PATTERN,
+        min_length=1,
+        max_length=20,
+    )
+    source: str | None = Field(
+        default=None, pattern=SOURCE_PATTERN, max_length=512, description="Pre-quantized weights (same URI forms)."
+    )
+    quantization: Literal["fp8_per_tensor", "fp8", "bitsandbytes"] | None = Field(
+        default=None, description="Online quantization applied by the engine when loading the base weights."
+    )
+    compression: CompressionSpec | None = Field(
+        default=None, description="Compression recipe the operator runs to produce the weights."
+    )
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> VariantSpec:
+        chosen = [x for x in (self.source, self.quantization, self.compression) if x is not None]
+        if len(chosen) != 1:
+            raise ValueError(f"variant {self.name}: set exactly one of source, quantization or compression")
+        if self.name == BASE_VARIANT:
+            raise ValueError("variant name 'base' is reserved for the base model")
+        return self
+
+
+class AnalysisSpec(ApiModel):
+    """Thresholds checked at every rollout step; a breach rolls back."""
+
+    max_ttft_p95_ratio: float = Field(
+        default=1.5,
+        gt=0,
+        description="Largest allowed ratio of canary to baseline 95th percentile time to first token.",
+    )
+    max_error_rate: float = Field(default=0.01, ge=0, le=1, description="Largest allowed canary error rate (0-1).")
+    min_samples: int = Field(default=50, ge=1, le=1_000_000, description="Requests needed before a step is judged.")
+
+
+class RolloutSpec(ApiModel):
+    """A staged, analysed traffic shift to a variant (or back to base)."""
+
+    target_variant: str = Field(
+        description="Variant to shift traffic to: a name from spec.variants, or 'base'.",
+        pattern=DNS_LABEL_PATTERN,
+        max_length=20,
+    )
+    steps: list[Annotated[int, Field(ge=1, le=100)]] = Field(
+        default=[10, 50, 100],
+        min_length=1,
+        max_length=20,
+        description="Traffic weights (percent, increasing) of the target at successive steps.",
+    )
+    step_duration_seconds: int = Field(default=300, ge=1, le=86_400, description="Least time spent at each step.")
+    step_requests: int | None = Field(
+        default=None, ge=1, le=10_000_000, description="Least canary requests served at each step, if set."
+    )
+    analysis: AnalysisSpec = Field(default_factory=AnalysisSpec, description="Rollback thresholds.")
+    paused: bool = Field(default=False, description="Hold the rollout at its current step.")
+    abort: bool = Field(default=False, description="Roll back to the previous variant now.")
+
+    @model_validator(mode="after")
+    def _steps(self) -> RolloutSpec:
+        if any(not 1 <= w <= 100 for w in self.steps) or list(self.steps) != sorted(self.steps):
+            raise ValueError("spec.rollout.steps must be increasing weights between 1 and 100")
+        return self
+
+
+class SecretKeyRef(ApiModel):
+    """A key in a Secret in the DialogueModel's namespace."""
+
+    name: str = Field(description="Secret name.", pattern=DNS_SUBDOMAIN_PATTERN, max_length=253)
+    key: str = Field(
+        default="api-key", description="Key within the Secret.", max_length=253, pattern=r"^[-._a-zA-Z0-9]+$"
+    )
+
+
+class SecuritySpec(ApiModel):
+    """API authentication and network isolation of the runtime pods."""
+
+    api_key_secret_ref: SecretKeyRef | None = Field(
+        default=None, description="Secret key holding the API key the engine requires on /v1."
+    )
+    network_policy: bool = Field(
+        default=True, description="Create a NetworkPolicy admitting only the gateway, the operator and metrics scrapes."
+    )
+
+
+class CacheSpec(ApiModel):
+    """Where model weights are cached inside runtime pods (mounted at /models)."""
+
+    pvc_name: str | None = Field(
+        default=None,
+        description="PersistentVolumeClaim holding the model cache; without it an emptyDir is used.",
+        pattern=DNS_SUBDOMAIN_PATTERN,
+        max_length=253,
+    )
+    read_only: bool = Field(default=False, description="Mount the cache read-only (a pre-filled shared volume).")
