@@ -1,0 +1,307 @@
+"""Builds the local cluster's binaries from Go source into a version-keyed cache and checks etcd (setup layer).
+
+`ensure_all()` is the `cluster` step of `python -m e2e.setup`. Each tool lands in
+`$DIALOGUE_CACHE/bin/<tool>-<version>/` with a `build.json` recording how long its cold build took; a tool whose
+directory is complete is skipped. Builds write into a temporary directory that is renamed into place, so a killed
+build never leaves a half-filled cache.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import re
+import shutil
+import subprocess
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from e2e.setup import SetupError
+
+KUBERNETES_VERSION = "v1.35.4"
+KWOK_VERSION = "v0.8.0"
+HELM_VERSION = "v3.19.5"
+KUBERNETES_COMMANDS = ("kube-apiserver", "kube-controller-manager", "kube-scheduler", "kubectl")
+KWOK_PACKAGE = "sigs.k8s.io/kwok/cmd/kwok"
+HELM_PACKAGE = "helm.sh/helm/v3/cmd/helm"
+ETCD_PATH = Path("/usr/bin/etcd")
+GOBUILD_KUBERNETES = Path(__file__).resolve().parent / "gobuild" / "kubernetes"
+BUILD_INFO = "build.json"
+STAGES_FILE = "stages.yaml"
+# Stage documents taken from kwok's `kustomize/stage/` folder: nodes become Ready and heartbeat, pods become
+# Ready (with an IP from the node's podCIDR), complete, and go away when deleted.
+KWOK_STAGES = (
+    "node/fast/node-initialize.yaml",
+    "node/heartbeat/node-heartbeat.yaml",
+    "pod/fast/pod-ready.yaml",
+    "pod/fast/pod-complete.yaml",
+    "pod/fast/pod-delete.yaml",
+)
+_BUILD_DATE = "2026-01-01T00:00:00Z"
+_GO_OUTPUT_LINES = 15
+
+
+def cache_root() -> Path:
+    """The per-machine cache shared by every setup step (`DIALOGUE_CACHE`, default ~/.cache/dialogue-operator)."""
+    return Path(os.environ.get("DIALOGUE_CACHE") or Path.home() / ".cache" / "dialogue-operator").expanduser()
+
+
+def bin_dir(tool: str, version: str, cache: Path | None = None) -> Path:
+    return (cache or cache_root()) / "bin" / f"{tool}-{version}"
+
+
+@dataclass(frozen=True)
+class Binaries:
+    """Where each cluster binary lives; `missing()` names those not built yet."""
+
+    kube_apiserver: Path
+    kube_controller_manager: Path
+    kube_scheduler: Path
+    kubectl: Path
+    kwok: Path
+    kwok_stages: Path
+    helm: Path
+    etcd: Path
+
+    def missing(self) -> list[str]:
+        return [str(p) for p in vars(self).values() if not Path(p).is_file()]
+
+
+def binaries(cache: Path | None = None) -> Binaries:
+    k8s = bin_dir("kubernetes", KUBERNETES_VERSION, cache)
+    kwok = bin_dir("kwok", KWOK_VERSION, cache)
+    return Binaries(
+        kube_apiserver=k8s / "kube-apiserver",
+        kube_controller_manager=k8s / "kube-controller-manager",
+        kube_scheduler=k8s / "kube-scheduler",
+        kubectl=k8s / "kubectl",
+        kwok=kwok / "kwok",
+        kwok_stages=kwok / STAGES_FILE,
+        helm=bin_dir("helm", HELM_VERSION, cache) / "helm",
+        etcd=ETCD_PATH,
+    )
+
+
+def read_build_info(tool: str, version: str, cache: Path | None = None) -> dict[str, object] | None:
+    """The recorded cold build of a tool (seconds, date, Go version), or None when none was recorded."""
+    path = bin_dir(tool, version, cache) / BUILD_INFO
+    try:
+        info: dict[str, object] = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    return info
+
+
+def _go() -> str:
+    go = shutil.which("go")
+    if go is None:
+        raise SetupError(
+            "the Go toolchain (`go`) is not on PATH; the local cluster is built from Go source. "
+            "Install Go 1.25 or newer and rerun `python -m e2e.setup cluster`."
+        )
+    return go
+
+
+def _go_env(extra: dict[str, str] | None) -> dict[str, str]:
+    env = dict(os.environ)
+    env["CGO_ENABLED"] = "0"
+    env.update(extra or {})
+    return env
+
+
+def _module_of(output: str, default: str) -> str:
+    """The module go complained about (`go: k8s.io/kubernetes@v1.2.3: ...`), else `default`."""
+    found = re.findall(r"([\w.\-]+\.[a-z]{2,}(?:/[\w.\-~]+)*@v[\w.\-+]+)", output)
+    return found[-1] if found else default
+
+
+def _run_go(args: list[str], *, what: str, module: str, cwd: Path | None, env: dict[str, str]) -> float:
+    """Runs one go command; returns its duration or raises SetupError quoting go's last lines."""
+    started = time.monotonic()
+    try:
+        proc = subprocess.run(args, cwd=cwd, env=env, capture_output=True, text=True)
+    except OSError as exc:
+        raise SetupError(f"could not run {args[0]} for {what}: {exc}") from exc
+    elapsed = time.monotonic() - started
+    if proc.returncode != 0:
+        output = (proc.stdout + proc.stderr).strip()
+        tail = "\n".join(output.splitlines()[-_GO_OUTPUT_LINES:])
+        culprit = _module_of(output, module)
+        raise SetupError(
+            f"building {what} failed (`{' '.join(args[:2])}` exited {proc.returncode} after {elapsed:.0f} s); "
+            f"module: {culprit}. Last lines of go's output:\n{tail}\n"
+            f"What to do: check that {culprit} exists and that the Go module proxy "
+            f"({env.get('GOPROXY') or 'go env GOPROXY'}) is reachable, then rerun `python -m e2e.setup cluster`."
+        )
+    return elapsed
+
+
+def _install_dir(final: Path, build: Path) -> None:
+    """Moves a finished temporary build directory into place."""
+    if final.exists():  # a concurrent build finished first: keep theirs
+        shutil.rmtree(build, ignore_errors=True)
+        return
+    build.chmod(0o755)  # mkdtemp made it private
+    build.rename(final)
+
+
+def _record(directory: Path, *, tool: str, version: str, seconds: float, files: list[str]) -> None:
+    go_version = subprocess.run([_go(), "env", "GOVERSION"], capture_output=True, text=True).stdout.strip()
+    info = {
+        "tool": tool,
+        "version": version,
+        "seconds": round(seconds, 1),
+        "built_at": dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "go": go_version,
+        "binaries": files,
+        "cpus": os.cpu_count(),
+    }
+    (directory / BUILD_INFO).write_text(json.dumps(info, indent=2) + "\n")
+
+
+def _version_ldflags(version: str) -> str:
+    match = re.fullmatch(r"v(\d+)\.(\d+)\.\d+.*", version)
+    major, minor = match.groups() if match else ("0", "0")
+    flags = ["-s", "-w"]
+    for pkg in ("k8s.io/component-base/version", "k8s.io/client-go/pkg/version"):
+        flags += [
+            f"-X {pkg}.gitVersion={version}",
+            f"-X {pkg}.gitMajor={major}",
+            f"-X {pkg}.gitMinor={minor}",
+            f"-X {pkg}.gitTreeState=clean",
+            f"-X {pkg}.buildDate={_BUILD_DATE}",
+        ]
+    return " ".join(flags)
+
+
+def _temp_dir(final: Path) -> Path:
+    final.parent.mkdir(parents=True, exist_ok=True)
+    return Path(tempfile.mkdtemp(prefix=f".{final.name}.building-", dir=final.parent))
+
+
+def build_kubernetes(
+    version: str = KUBERNETES_VERSION, *, cache: Path | None = None, env: dict[str, str] | None = None
+) -> Path:
+    """Builds kube-apiserver, kube-controller-manager, kube-scheduler and kubectl at `version` (cached)."""
+    final = bin_dir("kubernetes", version, cache)
+    if all((final / cmd).is_file() for cmd in KUBERNETES_COMMANDS):
+        return final
+    go = _go()
+    go_env = _go_env(env)
+    tmp = _temp_dir(final)
+    try:
+        module_dir = GOBUILD_KUBERNETES
+        if version != KUBERNETES_VERSION:  # another release: a copy of the module pinned to it
+            module_dir = tmp / "module"
+            shutil.copytree(GOBUILD_KUBERNETES, module_dir)
+            _run_go(
+                [go, "mod", "edit", f"-require=k8s.io/kubernetes@{version}"],
+                what=f"Kubernetes {version}",
+                module=f"k8s.io/kubernetes@{version}",
+                cwd=module_dir,
+                env=go_env,
+            )
+        out = tmp / "bin"
+        out.mkdir()
+        seconds = _run_go(
+            [go, "build", "-trimpath", "-ldflags", _version_ldflags(version), "-o", str(out) + "/"]
+            + [f"k8s.io/kubernetes/cmd/{cmd}" for cmd in KUBERNETES_COMMANDS],
+            what=f"Kubernetes {version} ({', '.join(KUBERNETES_COMMANDS)})",
+            module=f"k8s.io/kubernetes@{version}",
+            cwd=module_dir,
+            env=go_env,
+        )
+        _record(out, tool="kubernetes", version=version, seconds=seconds, files=list(KUBERNETES_COMMANDS))
+        _install_dir(final, out)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return final
+
+
+def build_go_tool(
+    tool: str,
+    package: str,
+    version: str,
+    *,
+    ldflags: str = "-s -w",
+    cache: Path | None = None,
+    env: dict[str, str] | None = None,
+) -> Path:
+    """`go install package@version` into the cache (for modules whose go.mod has no replace lines)."""
+    final = bin_dir(tool, version, cache)
+    if (final / tool).is_file():
+        return final
+    go = _go()
+    tmp = _temp_dir(final)
+    try:
+        go_env = _go_env(env)
+        go_env["GOBIN"] = str(tmp)
+        seconds = _run_go(
+            [go, "install", "-trimpath", "-ldflags", ldflags, f"{package}@{version}"],
+            what=f"{tool} {version}",
+            module=f"{package}@{version}",
+            cwd=None,
+            env=go_env,
+        )
+        _record(tmp, tool=tool, version=version, seconds=seconds, files=[tool])
+        if tool == "kwok":
+            _write_kwok_stages(tmp, version, go_env)
+        _install_dir(final, tmp)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return final
+
+
+def _write_kwok_stages(directory: Path, version: str, env: dict[str, str]) -> None:
+    """Copies kwok's Stage documents from the module cache into one config file beside the binary."""
+    modcache = subprocess.run([_go(), "env", "GOMODCACHE"], env=env, capture_output=True, text=True).stdout.strip()
+    stage_root = Path(modcache) / f"sigs.k8s.io/kwok@{version}/kustomize/stage"
+    docs = []
+    for rel in KWOK_STAGES:
+        path = stage_root / rel
+        if not path.is_file():
+            raise SetupError(f"kwok's Stage document {path} is missing from the Go module cache; rerun setup")
+        docs.append(f"# from sigs.k8s.io/kwok@{version} kustomize/stage/{rel}\n" + path.read_text().strip() + "\n")
+    (directory / STAGES_FILE).write_text("---\n".join(docs))
+
+
+def build_kwok(version: str = KWOK_VERSION, **kw: object) -> Path:
+    return build_go_tool("kwok", KWOK_PACKAGE, version, **kw)  # type: ignore[arg-type]
+
+
+def build_helm(version: str = HELM_VERSION, **kw: object) -> Path:
+    # Helm's Makefile stamps its version and the Kubernetes minor its client libraries support.
+    ldflags = (
+        f"-s -w -X helm.sh/helm/v3/internal/version.version={version} "
+        "-X helm.sh/helm/v3/internal/version.gitTreeState=clean "
+        "-X helm.sh/helm/v3/pkg/chartutil.k8sVersionMajor=1 -X helm.sh/helm/v3/pkg/chartutil.k8sVersionMinor=34 "
+        "-X helm.sh/helm/v3/pkg/lint/rules.k8sVersionMajor=1 -X helm.sh/helm/v3/pkg/lint/rules.k8sVersionMinor=34"
+    )
+    return build_go_tool("helm", HELM_PACKAGE, version, ldflags=ldflags, **kw)  # type: ignore[arg-type]
+
+
+def ensure_etcd(path: Path = ETCD_PATH) -> Path:
+    if not path.is_file():
+        raise SetupError(
+            f"etcd is missing ({path} not found): install Debian's etcd-server package "
+            "(`apt-get update && apt-get install -y etcd-server`; .ci/run does this), then rerun "
+            "`python -m e2e.setup cluster`."
+        )
+    return path
+
+
+def ensure_all() -> None:
+    """Setup step `cluster`: etcd present, Kubernetes, kwok and helm built (each skipped when cached)."""
+    ensure_etcd()
+    for name, build in (("Kubernetes", build_kubernetes), ("kwok", build_kwok), ("helm", build_helm)):
+        started = time.monotonic()
+        where = build()
+        took = time.monotonic() - started
+        if took > 1:
+            print(f"setup: built {name} into {where} ({took:.0f} s)", flush=True)
+    still_missing = binaries().missing()
+    if still_missing:
+        raise SetupError(f"after building, these are still missing: {', '.join(still_missing)}")
