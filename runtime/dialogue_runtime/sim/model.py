@@ -152,15 +152,17 @@ class EngineModel:
         bs = self.profile.block_size_tokens
         footprint = math.ceil((req.prompt_tokens + req.output_tokens) / bs)
         if req.prompt_tokens < 1 or req.output_tokens < 1:
-            self._reject(req, "a request needs at least one prompt token and one output token")
+            self._reject(req, "too small: a request needs at least one prompt token and one output token")
         elif footprint > self.total_blocks:
             self._reject(
                 req,
-                f"needs {footprint * bs} KV tokens (prompt {req.prompt_tokens} + output {req.output_tokens}), "
-                f"the cache holds {self.total_blocks * bs}",
+                f"too large: needs {footprint * bs} KV tokens (prompt {req.prompt_tokens} + output "
+                f"{req.output_tokens}), the cache holds {self.total_blocks * bs}",
             )
         elif self.profile.max_waiting is not None and len(self._waiting) >= self.profile.max_waiting:
-            self._reject(req, f"{len(self._waiting)} requests already wait (max_waiting={self.profile.max_waiting})")
+            self._reject(
+                req, f"queue full: {len(self._waiting)} requests already wait (max_waiting={self.profile.max_waiting})"
+            )
         else:
             self._waiting.append((req, self._now_s))
             self._admit()
@@ -173,6 +175,21 @@ class EngineModel:
                 self._emit_tokens(r)
         events, self._pending = self._pending, []
         return events
+
+    def cancel(self, request_id: str, now_s: float) -> bool:
+        """The client went away: drop the request wherever it is (vLLM aborts it). False if it is not here."""
+        self._run_until(now_s)
+        for i, (req, _arrival) in enumerate(self._waiting):
+            if req.id == request_id:
+                del self._waiting[i]
+                return True
+        for r in self._running:
+            if r.request.id == request_id:
+                self._running.remove(r)
+                self._reserved_blocks -= r.footprint_blocks
+                self._admit()
+                return True
+        return False
 
     # --- internals --------------------------------------------------------------------------------------
 

@@ -171,3 +171,16 @@ def test_next_event_is_none_when_idle_and_finite_when_busy() -> None:
     model.advance(1.0)
     t = model.next_event_s()
     assert t is not None and math.isclose(t, 1.0 + 100 / PROFILE.prefill_tokens_per_s)
+
+
+def test_cancelled_requests_free_their_place() -> None:
+    model = EngineModel(SimProfile(max_batch=1))
+    model.submit(SimRequest("a", 100, 1000), now_s=0.0)
+    model.submit(SimRequest("b", 100, 10), now_s=0.0)
+    model.submit(SimRequest("c", 100, 10), now_s=0.0)
+    assert model.cancel("c", now_s=0.5)  # waiting
+    assert model.cancel("a", now_s=1.0)  # running: b is admitted at once
+    assert not model.cancel("nope", now_s=1.0)
+    assert model.num_running == 1 and model.num_waiting == 0
+    finished = by_kind(run_to_idle(model), "finished")
+    assert set(finished) == {"b"}
