@@ -9,11 +9,16 @@ from typing import Any, Protocol
 class AutoscalingSpecLike(Protocol):
     """The fields of the DialogueModel's `spec.autoscaling` the policy reads (api.AutoscalingSpec has them)."""
 
-    min_replicas: int
-    max_replicas: int
-    target_in_flight_per_replica: float
-    scale_to_zero_after_seconds: float | None
-    ttft_p95_target_seconds: float | None
+    @property
+    def min_replicas(self) -> int: ...
+    @property
+    def max_replicas(self) -> int: ...
+    @property
+    def target_in_flight_per_replica(self) -> float: ...
+    @property
+    def scale_to_zero_after_seconds(self) -> float | None: ...
+    @property
+    def ttft_p95_target_seconds(self) -> float | None: ...
 
 
 @dataclass(frozen=True)

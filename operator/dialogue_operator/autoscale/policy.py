@@ -78,6 +78,8 @@ def decide(state: PolicyState | None, obs: Observation, now_s: float, config: Po
 
     def finish(desired: int, reason: str, message: str, rec: int | None, panic_until_s: float | None) -> Decision:
         recs = [(t, r) for t, r in state.recommendations if t > now_s - config.scale_down_stabilization_s]
+        if not state.recommendations and current > 0:
+            recs.append((now_s, current))
         if rec is not None:
             recs.append((now_s, rec))
         new_state = PolicyState(
@@ -141,8 +143,12 @@ def decide(state: PolicyState | None, obs: Observation, now_s: float, config: Po
             rec, driver = guard, Reason.TTFT_ABOVE_TARGET
             detail = f"TTFT p95 {obs.ttft_p95_s:.2f}s > target {config.ttft_p95_target_s:g}s"
 
-    # 4. Stabilize: up at once, down only to the highest recommendation of the window.
-    window_max = max([r for t, r in state.recommendations if t > now_s - config.scale_down_stabilization_s] + [rec])
+    # 4. Stabilize: up at once, down only to the highest recommendation of the window. A fresh state (first
+    # decision, or a status that lost the window) counts as having recommended the current size just now.
+    history = [r for t, r in state.recommendations if t > now_s - config.scale_down_stabilization_s]
+    if not state.recommendations:
+        history.append(current)
+    window_max = max([*history, rec])
     if rec > current:
         desired, reason = rec, driver
     elif rec == current:

@@ -1,0 +1,1 @@
+"""Trace-driven autoscaling simulator: replays request traces against simulated replicas and a replica policy."""
