@@ -1,0 +1,264 @@
+"""The single reconcile function: a DialogueModel and its observed children in, desired children and status out.
+
+Contract: `reconcile()` is pure and deterministic. It never branches on what changed, only on what is. Given
+the same inputs twice it returns the same plan; when the observed children already match, `plan.apply` is empty
+and `plan.status` equals the status written last time, so the shell makes no write.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from dialogue_operator.api import BASE_VARIANT, DialogueModelStatus
+from dialogue_operator.api import status as st
+from dialogue_operator.api.status import Condition, VariantStatus
+from dialogue_operator.reconcile.children import (
+    build_config_map,
+    build_network_policy,
+    build_pdb,
+    build_service,
+    endpoint,
+)
+from dialogue_operator.reconcile.conditions import is_failure, worst_problem
+from dialogue_operator.reconcile.deployment import build_deployment
+from dialogue_operator.reconcile.hashing import needs_apply
+from dialogue_operator.reconcile.labels import child_name, model_selector, selector_string
+from dialogue_operator.reconcile.model import ModelObject
+from dialogue_operator.reconcile.observed import ChildKey, Observed
+from dialogue_operator.settings import Settings
+
+MANAGED_KINDS = ("ConfigMap", "Deployment", "NetworkPolicy", "PodDisruptionBudget", "Service")
+
+
+@dataclass(frozen=True)
+class EventNote:
+    """A Kubernetes Event to post on the DialogueModel (a transition a person wants in `kubectl describe`)."""
+
+    type: str  # Normal | Warning
+    reason: str
+    message: str
+
+
+@dataclass(frozen=True)
+class Plan:
+    """What the shell must do: apply these objects, delete these children, write this status, post these events."""
+
+    desired: list[dict[str, Any]]
+    apply: list[dict[str, Any]]
+    delete: list[ChildKey]
+    status: dict[str, Any]
+    status_changed: bool
+    events: list[EventNote] = field(default_factory=list)
+
+
+def variant_weights(model: ModelObject) -> dict[str, int]:
+    """Traffic weights per active variant when no rollout controller says otherwise.
+
+    Without a rollout: the base model takes everything. With one: the last weights written to status are kept
+    (the rollout state machine moves them); a target not yet in status is warmed up at weight 0.
+    """
+    spec = model.spec
+    if spec.rollout is None:
+        return {BASE_VARIANT: 100}
+    valid = {BASE_VARIANT, *(v.name for v in spec.variants)}
+    previous = {v.name: v.weight for v in model.status.variants if v.name in valid and v.weight > 0}
+    weights = previous if sum(previous.values()) == 100 else {BASE_VARIANT: 100}
+    weights.setdefault(spec.rollout.target_variant, 0)
+    return dict(sorted(weights.items()))
+
+
+def total_replicas(model: ModelObject) -> int:
+    """Replicas across variants: spec.replicas, or the autoscaler's decision within its bounds."""
+    spec = model.spec
+    if spec.autoscaling_enabled and spec.autoscaling is not None:
+        desired = (model.status.autoscaling or {}).get("desiredReplicas")
+        wanted = int(desired) if isinstance(desired, int | float) else spec.autoscaling.min_replicas
+        return max(spec.autoscaling.min_replicas, min(spec.autoscaling.max_replicas, wanted))
+    return 1 if spec.replicas is None else spec.replicas
+
+
+def split_replicas(total: int, weights: Mapping[str, int]) -> dict[str, int]:
+    """Replicas per variant in proportion to weight; a warming variant (weight 0) gets one pod while serving."""
+    return {
+        name: (math.ceil(total * weight / 100) if weight > 0 else min(1, total)) for name, weight in weights.items()
+    }
+
+
+def desired_children(
+    model: ModelObject, settings: Settings, weights: Mapping[str, int], replicas: Mapping[str, int]
+) -> list[dict[str, Any]]:
+    """Every child the model should have, in a stable order."""
+    children: list[dict[str, Any]] = [build_service(model), build_pdb(model)]
+    if model.spec.security.network_policy:
+        children.append(build_network_policy(model, settings))
+    for variant in sorted(weights):
+        children.append(build_config_map(model, variant))
+        children.append(build_deployment(model, variant, settings, replicas[variant]))
+    return children
+
+
+def _condition(
+    previous: DialogueModelStatus, type_: str, status: str, reason: str, message: str, *, generation: int, now: str
+) -> Condition:
+    """A condition that keeps its lastTransitionTime while its status stays the same."""
+    old = previous.condition(type_)
+    since = old.last_transition_time if old is not None and old.status == status else now
+    return Condition(
+        type=type_,
+        status=status,
+        reason=reason,
+        message=message,
+        last_transition_time=since,
+        observed_generation=generation,
+    )
+
+
+def build_status(
+    model: ModelObject,
+    observed: Observed,
+    *,
+    settings: Settings,
+    weights: Mapping[str, int],
+    replicas: Mapping[str, int],
+    now: datetime,
+) -> DialogueModelStatus:
+    """Status from what the children report; conditions name the most telling pod problem."""
+    stamp = now.strftime("%Y-%m-%dT%H:%M:%SZ")
+    pods = [p for p in observed.pods if not p.terminating]
+    variants: list[VariantStatus] = []
+    for name in sorted(weights):
+        dep = observed.deployment(child_name(model, name))
+        ready_count = dep.ready_replicas if dep else 0
+        count = dep.replicas if dep else 0
+        want = replicas[name]
+        problem = worst_problem(p for p in pods if p.variant == name)
+        if want == 0:
+            phase = "ScaledToZero"
+        elif is_failure(problem):
+            phase = "Degraded"
+        elif dep is not None and dep.up_to_date and ready_count >= want and dep.updated_replicas >= want:
+            phase = "Ready"
+        elif ready_count > 0:
+            phase = "Progressing"
+        else:
+            phase = "Pending"
+        variants.append(
+            VariantStatus(name=name, weight=weights[name], replicas=count, ready_replicas=ready_count, phase=phase)
+        )
+    total_want = sum(replicas.values())
+    total_ready = sum(v.ready_replicas for v in variants)
+    serving = [v for v in variants if v.weight > 0]
+    problem = worst_problem(pods)
+    gen, prev = model.generation, model.status
+
+    def cond(type_: str, status: str, reason: str, message: str) -> Condition:
+        return _condition(prev, type_, status, reason, message, generation=gen, now=stamp)
+
+    if total_want == 0:
+        ready = cond(st.CONDITION_READY, "False", st.REASON_SCALED_TO_ZERO, "scaled to zero replicas")
+    elif serving and all(v.ready_replicas > 0 for v in serving):
+        ready = cond(st.CONDITION_READY, "True", st.REASON_AVAILABLE, f"{total_ready}/{total_want} replicas ready")
+    elif problem is not None:
+        ready = cond(st.CONDITION_READY, "False", problem.reason, problem.message)
+    else:
+        ready = cond(st.CONDITION_READY, "False", st.REASON_PENDING, "waiting for runtime pods")
+    if all(v.phase in {"Ready", "ScaledToZero"} for v in variants):
+        progressing = cond(st.CONDITION_PROGRESSING, "False", st.REASON_AS_EXPECTED, "all variants up to date")
+    else:
+        detail = problem.message if problem is not None else f"{total_ready}/{total_want} replicas ready"
+        reason = problem.reason if problem is not None else st.REASON_PENDING
+        progressing = cond(st.CONDITION_PROGRESSING, "True", reason, detail)
+    if problem is not None and is_failure(problem):
+        degraded = cond(st.CONDITION_DEGRADED, "True", problem.reason, problem.message)
+    else:
+        degraded = cond(st.CONDITION_DEGRADED, "False", st.REASON_AS_EXPECTED, "")
+    return DialogueModelStatus(
+        observed_generation=gen,
+        conditions=[ready, progressing, degraded],
+        replicas=sum(v.replicas for v in variants),
+        ready_replicas=total_ready,
+        selector=selector_string(model_selector(model)),
+        endpoint=endpoint(model, settings),
+        traffic=",".join(f"{v.name}={v.weight}" for v in variants if v.weight > 0) or "none",
+        variants=variants,
+        autoscaling=prev.autoscaling,
+        rollout=prev.rollout,
+    )
+
+
+def invalid_status(
+    model_status: DialogueModelStatus, generation: int, message: str, now: datetime
+) -> DialogueModelStatus:
+    """Status for a spec the operator cannot serve: Ready=False, reason InvalidSpec; children are left alone."""
+    stamp = now.strftime("%Y-%m-%dT%H:%M:%SZ")
+    cond = [
+        _condition(
+            model_status, st.CONDITION_READY, "False", st.REASON_INVALID_SPEC, message, generation=generation, now=stamp
+        ),
+        _condition(
+            model_status,
+            st.CONDITION_PROGRESSING,
+            "False",
+            st.REASON_INVALID_SPEC,
+            message,
+            generation=generation,
+            now=stamp,
+        ),
+        _condition(
+            model_status,
+            st.CONDITION_DEGRADED,
+            "True",
+            st.REASON_INVALID_SPEC,
+            message,
+            generation=generation,
+            now=stamp,
+        ),
+    ]
+    return model_status.model_copy(update={"observed_generation": generation, "conditions": cond})
+
+
+def transition_events(before: DialogueModelStatus, after: DialogueModelStatus) -> list[EventNote]:
+    """Events for a changed Ready condition (status or reason)."""
+    old, new = before.condition(st.CONDITION_READY), after.condition(st.CONDITION_READY)
+    if new is None or (old is not None and (old.status, old.reason) == (new.status, new.reason)):
+        return []
+    kind = "Normal" if new.status == "True" or new.reason in {st.REASON_PENDING, st.REASON_MODEL_LOADING} else "Warning"
+    return [EventNote(kind, new.reason, new.message or new.reason)]
+
+
+def status_dict(status: DialogueModelStatus) -> dict[str, Any]:
+    """The status as written to the API (camelCase, no nulls)."""
+    return status.model_dump(mode="json", by_alias=True, exclude_none=True)
+
+
+def reconcile(
+    model: ModelObject,
+    observed: Observed,
+    settings: Settings,
+    now: datetime,
+    weights: Mapping[str, int] | None = None,
+) -> Plan:
+    """Plan the children and the status of `model` (weights: the rollout controller's split, if any)."""
+    weights = dict(sorted((weights or variant_weights(model)).items()))
+    replicas = split_replicas(total_replicas(model), weights)
+    desired = desired_children(model, settings, weights, replicas)
+    wanted_keys = {(obj["kind"], obj["metadata"]["name"]) for obj in desired}
+    to_apply = [
+        obj for obj in desired if needs_apply(obj, observed.children.get((obj["kind"], obj["metadata"]["name"])))
+    ]
+    to_delete = sorted(key for key in observed.children if key not in wanted_keys and key[0] in MANAGED_KINDS)
+    status = build_status(model, observed, settings=settings, weights=weights, replicas=replicas, now=now)
+    new_status = status_dict(status)
+    changed = new_status != status_dict(model.status)
+    return Plan(
+        desired=desired,
+        apply=to_apply,
+        delete=to_delete,
+        status=new_status,
+        status_changed=changed,
+        events=transition_events(model.status, status) if changed else [],
+    )

@@ -1,0 +1,53 @@
+"""The operator's typed, frozen configuration, built once at start-up from the environment (pure)."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+from dialogue_runtime import contract
+
+ENV_PREFIX = "DIALOGUE_OPERATOR_"
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything the builders and the shell need besides the DialogueModel itself."""
+
+    runtime_image: str = f"{contract.IMAGE_RUNTIME}:{contract.IMAGE_TAG}"
+    cluster_domain: str = "cluster.local"
+    # Startup probe budget: large models load for tens of minutes; failureThreshold x period covers it.
+    startup_budget_s: int = 1800
+    probe_period_s: int = 10
+    termination_grace_s: int = 60
+    # Who may reach runtime pods when spec.security.networkPolicy is on (any namespace).
+    gateway_pod_labels: Mapping[str, str] = field(
+        default_factory=lambda: {contract.LABEL_COMPONENT: contract.COMPONENT_GATEWAY}
+    )
+    operator_pod_labels: Mapping[str, str] = field(default_factory=lambda: {contract.LABEL_COMPONENT: "operator"})
+    metrics_scraper_labels: Mapping[str, str] = field(default_factory=lambda: {"dialogue.dev/metrics-scraper": "true"})
+    run_as_user: int = 1000
+    resync_interval_s: float = 60.0
+    workers: int = 4
+    namespace: str | None = None  # watch one namespace; None watches all
+    metrics_port: int = 8080
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
+        """Read DIALOGUE_OPERATOR_* variables (RUNTIME_IMAGE, RESYNC_INTERVAL_S, WORKERS, NAMESPACE, ...)."""
+        source = os.environ if env is None else env
+
+        def get(key: str) -> str | None:
+            return source.get(ENV_PREFIX + key) or None
+
+        base = cls()
+        return cls(
+            runtime_image=get("RUNTIME_IMAGE") or base.runtime_image,
+            cluster_domain=get("CLUSTER_DOMAIN") or base.cluster_domain,
+            startup_budget_s=int(get("STARTUP_BUDGET_S") or base.startup_budget_s),
+            resync_interval_s=float(get("RESYNC_INTERVAL_S") or base.resync_interval_s),
+            workers=int(get("WORKERS") or base.workers),
+            namespace=get("NAMESPACE"),
+            metrics_port=int(get("METRICS_PORT") or base.metrics_port),
+        )

@@ -1,0 +1,164 @@
+"""The builders render deterministic, hardened children; golden files pin the rendered objects."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from dialogue_operator.reconcile import (
+    ModelObject,
+    build_config_map,
+    build_deployment,
+    build_engine_config,
+    build_network_policy,
+    build_pdb,
+    build_service,
+)
+from dialogue_operator.settings import Settings
+from dialogue_runtime import contract
+
+from tests.unit.reconcile.conftest import model_body
+
+GOLDEN = Path(__file__).parent / "golden"
+SETTINGS = Settings()
+
+TP4 = {
+    "model": {"source": "pvc://model-store/llama-3.1-70b", "servedName": "llama-70b", "maxContextTokens": 32768},
+    "resources": {
+        "gpus": 4,
+        "gpuProduct": "NVIDIA-H100-80GB-HBM3",
+        "cpu": 16,
+        "memory": "200Gi",
+        "sharedMemory": "16Gi",
+    },
+    "engine": {"args": ["--enable-chunked-prefill"], "env": [{"name": "VLLM_LOGGING_LEVEL", "value": "DEBUG"}]},
+    "scheduling": {
+        "priorityClassName": "inference",
+        "affinity": {
+            "nodeAffinity": {
+                "requiredDuringSchedulingIgnoredDuringExecution": {
+                    "nodeSelectorTerms": [{"matchExpressions": [{"key": "zone", "operator": "In", "values": ["a"]}]}]
+                }
+            }
+        },
+    },
+    "security": {"apiKeySecretRef": {"name": "llama-keys"}},
+    "replicas": 2,
+}
+
+
+def _check_golden(name: str, obj: dict[str, Any]) -> None:
+    path = GOLDEN / f"{name}.yaml"
+    text = yaml.safe_dump(obj, sort_keys=True, width=120)
+    if os.environ.get("UPDATE_GOLDEN") == "1":
+        path.write_text(text)
+    assert path.exists(), f"missing golden file {path.name}: run with UPDATE_GOLDEN=1 and review it"
+    assert yaml.safe_load(path.read_text()) == obj, f"{path.name} differs; review and run with UPDATE_GOLDEN=1"
+
+
+@pytest.mark.parametrize(
+    ("name", "spec", "variant"),
+    [("chat-1gpu", None, "base"), ("tp4-h100", TP4, "base")],
+)
+def test_deployment_golden(name: str, spec: dict[str, Any] | None, variant: str) -> None:
+    model = ModelObject.from_body(model_body(spec))
+    _check_golden(f"deployment-{name}", build_deployment(model, variant, SETTINGS, replicas=2))
+
+
+def test_other_children_golden(chat: ModelObject) -> None:
+    _check_golden("configmap-chat", build_config_map(chat, "base"))
+    _check_golden("service-chat", build_service(chat))
+    _check_golden("pdb-chat", build_pdb(chat))
+    _check_golden("networkpolicy-chat", build_network_policy(chat, SETTINGS))
+
+
+def test_builders_are_deterministic_and_hash_the_spec(chat: ModelObject) -> None:
+    first = build_deployment(chat, "base", SETTINGS, 1)
+    assert first == build_deployment(ModelObject.from_body(model_body()), "base", SETTINGS, 1)
+    scaled = build_deployment(chat, "base", SETTINGS, 2)
+    key = contract.ANNOTATION_SPEC_HASH
+    assert scaled["metadata"]["annotations"][key] != first["metadata"]["annotations"][key]
+    # scaling alone must not restart pods: the pod template (and its hash) stays the same
+    assert scaled["spec"]["template"] == first["spec"]["template"]
+    image = ModelObject.from_body(model_body({"model": {"source": "hf://org/m"}, "engine": {"image": "img:2"}}))
+    changed = build_deployment(image, "base", SETTINGS, 1)["spec"]["template"]["metadata"]["annotations"][key]
+    assert changed != first["spec"]["template"]["metadata"]["annotations"][key]
+
+
+def test_runtime_pod_contract(chat: ModelObject) -> None:
+    dep = build_deployment(chat, "base", SETTINGS, 1)
+    pod = dep["spec"]["template"]
+    labels = pod["metadata"]["labels"]
+    assert labels[contract.LABEL_MODEL] == "chat" and labels[contract.LABEL_VARIANT] == "base"
+    assert dep["metadata"]["ownerReferences"][0]["controller"] is True
+    (container,) = pod["spec"]["containers"]
+    assert container["name"] == "engine"
+    assert container["image"] == f"{contract.IMAGE_RUNTIME}:{contract.IMAGE_TAG}"
+    assert container["command"] == ["python3", "-m", "dialogue_runtime.engine"]
+    env = {e["name"]: e for e in container["env"]}
+    assert env["POD_IP"]["valueFrom"]["fieldRef"]["fieldPath"] == "status.podIP"
+    assert env[contract.ENGINE_CONFIG_ENV]["value"] == "/etc/dialogue/engine.json"
+    assert [e["name"] for e in container["env"]] == sorted(env)
+    assert container["resources"]["limits"] == {"nvidia.com/gpu": "1"}
+    assert container["terminationMessagePolicy"] == "FallbackToLogsOnError"
+    startup = container["startupProbe"]
+    assert startup["failureThreshold"] * startup["periodSeconds"] >= 1800
+    assert startup["httpGet"] == {"path": "/health", "port": "http"}
+    sc = container["securityContext"]
+    assert sc["readOnlyRootFilesystem"] and sc["runAsNonRoot"] and sc["capabilities"] == {"drop": ["ALL"]}
+    assert pod["spec"]["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
+    assert {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"} in pod["spec"]["tolerations"]
+    mounts = {m["mountPath"] for m in container["volumeMounts"]}
+    assert {"/etc/dialogue", "/dev/shm", "/models", "/tmp"} <= mounts
+
+
+def test_tensor_parallel_product_affinity_is_merged_into_user_terms() -> None:
+    model = ModelObject.from_body(model_body(TP4))
+    pod = build_deployment(model, "base", SETTINGS, 2)["spec"]["template"]["spec"]
+    (term,) = pod["affinity"]["nodeAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"]["nodeSelectorTerms"]
+    assert {"key": "nvidia.com/gpu.product", "operator": "In", "values": ["NVIDIA-H100-80GB-HBM3"]} in term[
+        "matchExpressions"
+    ]
+    assert {"key": "zone", "operator": "In", "values": ["a"]} in term["matchExpressions"]
+    limits = pod["containers"][0]["resources"]["limits"]
+    assert limits == {"cpu": "16", "memory": "200Gi", "nvidia.com/gpu": "4"}
+    cache = next(v for v in pod["volumes"] if v["name"] == "model-cache")
+    assert cache["persistentVolumeClaim"] == {"claimName": "model-store", "readOnly": True}
+    env = {e["name"]: e for e in pod["containers"][0]["env"]}
+    assert env[contract.ENGINE_API_KEY_ENV]["valueFrom"]["secretKeyRef"] == {"name": "llama-keys", "key": "api-key"}
+    assert env["VLLM_LOGGING_LEVEL"]["value"] == "DEBUG"
+
+
+def test_engine_config_is_the_runtime_contract() -> None:
+    model = ModelObject.from_body(model_body(TP4))
+    config = build_engine_config(model, "base")
+    assert config.tensor_parallel_size == 4
+    assert config.served_model_name == "llama-70b"
+    assert config.local_path == "/models/llama-3.1-70b"
+    assert config.max_model_len == 32768
+    assert config.api_key_env == contract.ENGINE_API_KEY_ENV
+    assert config.extra_args == ["--enable-chunked-prefill"]
+    cm = build_config_map(model, "base")
+    assert json.loads(cm["data"]["engine.json"]) == json.loads(config.model_dump_json())
+
+
+def test_variant_quantization_and_sim_profile() -> None:
+    spec = {
+        "model": {"source": "hf://org/m"},
+        "engine": {"kind": "sim", "sim": {"decodeTokensPerSecond": 50, "maxBatch": 4}},
+        "resources": {"gpus": 0},
+        "variants": [{"name": "fp8", "quantization": "fp8_per_tensor"}, {"name": "awq", "source": "hf://org/m-awq"}],
+    }
+    model = ModelObject.from_body(model_body(spec))
+    fp8 = build_engine_config(model, "fp8")
+    assert fp8.quantization == "fp8_per_tensor" and fp8.source == "hf://org/m" and fp8.variant == "fp8"
+    assert build_engine_config(model, "awq").source == "hf://org/m-awq"
+    assert fp8.engine == "sim" and fp8.sim is not None and fp8.sim.decode_tokens_per_s == 50 and fp8.sim.max_batch == 4
+    dep = build_deployment(model, "fp8", SETTINGS, 1)
+    assert dep["metadata"]["name"] == "chat-fp8"
+    # sim pods request no GPU unless asked, so they fit on CPU-only process nodes and on KWOK nodes alike
+    assert dep["spec"]["template"]["spec"]["containers"][0]["resources"] == {}
