@@ -16,6 +16,7 @@ from collections.abc import Callable
 STEPS: dict[str, str] = {
     "cluster": "e2e.cluster.build:ensure_all",
     "engine": "e2e.engine_env:ensure_all",
+    "compress": "e2e.compress_env:ensure_all",
 }
 
 

@@ -1,0 +1,147 @@
+"""The artifact store on the model volume (runtime, file system): where an artifact goes, reuse, atomic commit.
+
+Layout under the output root:
+
+    <model-slug>--<base id[:16]>/<recipe label>--<recipe id[:16]>/   a finished artifact (marker inside)
+    <model-slug>--<base id[:16]>/.partial-<label>--<id>-<pid>/       work in progress, removed if abandoned
+    <model-slug>--<base id[:16]>/.lock-<label>--<id>                 flock held while one job works on it
+    by-variant/<name> -> ../<model>/<artifact>                       optional stable link (`--link`)
+
+An artifact is committed by writing its marker last and then renaming the partial folder into place, so a
+folder without a marker is never served and a crashed job leaves only a partial folder the next job removes.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import fcntl
+import json
+import os
+import re
+import shutil
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, NoReturn
+
+from dialogue_runtime.compress.errors import StorageError
+
+MARKER_NAME = ".dialogue-artifact.json"
+LINKS_DIR = "by-variant"
+_ID_CHARS = 16
+
+
+def slug(name: str) -> str:
+    cleaned = re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-")
+    return cleaned[:48] or "model"
+
+
+@dataclass(frozen=True)
+class ArtifactPaths:
+    """Every path one (base model, recipe) pair uses."""
+
+    model_dir: Path
+    final_dir: Path
+    lock_file: Path
+    partial_prefix: str
+
+    @property
+    def marker(self) -> Path:
+        return self.final_dir / MARKER_NAME
+
+    def partial_dir(self, pid: int) -> Path:
+        return self.model_dir / f"{self.partial_prefix}{pid}"
+
+
+def artifact_paths(output_root: Path, base_name: str, base_id: str, label: str, recipe_hash: str) -> ArtifactPaths:
+    """Deterministic paths: the same base model and recipe always map to the same folder."""
+    model_dir = output_root / f"{slug(base_name)}--{base_id[:_ID_CHARS]}"
+    leaf = f"{label}--{recipe_hash[:_ID_CHARS]}"
+    return ArtifactPaths(
+        model_dir=model_dir,
+        final_dir=model_dir / leaf,
+        lock_file=model_dir / f".lock-{leaf}",
+        partial_prefix=f".partial-{leaf}-",
+    )
+
+
+def read_marker(final_dir: Path) -> dict[str, Any] | None:
+    """The marker of a finished artifact, or None when the folder is not a finished artifact."""
+    try:
+        data = json.loads((final_dir / MARKER_NAME).read_text())
+    except (OSError, json.JSONDecodeError):
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def storage_error(exc: OSError, where: Path) -> StorageError | None:
+    """A StorageError for a full or read-only volume (quoting the OS error), None for other errors."""
+    if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        return StorageError(f"no space left on the output volume at {where}: {exc}")
+    if exc.errno in (errno.EROFS, errno.EACCES, errno.EPERM):
+        return StorageError(f"output volume not writable at {where}: {exc}", reason="StorageNotWritable")
+    return None
+
+
+def _raise_storage(exc: OSError, where: Path) -> NoReturn:
+    error = storage_error(exc, where)
+    if error is not None:
+        raise error from exc
+    raise exc
+
+
+@contextlib.contextmanager
+def locked(paths: ArtifactPaths) -> Iterator[None]:
+    """Holds an exclusive lock on this artifact: a second job for the same input waits, then reuses."""
+    try:
+        paths.model_dir.mkdir(parents=True, exist_ok=True)
+        fh = paths.lock_file.open("a")
+    except OSError as exc:
+        _raise_storage(exc, paths.model_dir)
+    with fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+def remove_partials(paths: ArtifactPaths) -> list[Path]:
+    """Removes half-written outputs of this artifact left by crashed jobs (call with the lock held)."""
+    removed = []
+    for entry in sorted(paths.model_dir.glob(f"{paths.partial_prefix}*")):
+        shutil.rmtree(entry, ignore_errors=True)
+        removed.append(entry)
+    if paths.final_dir.exists() and read_marker(paths.final_dir) is None:  # e.g. copied by hand, incomplete
+        shutil.rmtree(paths.final_dir, ignore_errors=True)
+        removed.append(paths.final_dir)
+    return removed
+
+
+def commit(partial: Path, paths: ArtifactPaths, marker: dict[str, Any]) -> None:
+    """Writes the marker last, then renames the partial folder into place (atomic on one file system)."""
+    try:
+        tmp = partial / f"{MARKER_NAME}.tmp"
+        tmp.write_text(json.dumps(marker, indent=2, sort_keys=True) + "\n")
+        tmp.replace(partial / MARKER_NAME)
+        partial.replace(paths.final_dir)
+    except OSError as exc:
+        _raise_storage(exc, partial)
+
+
+def link_variant(output_root: Path, name: str, final_dir: Path) -> Path:
+    """Points `by-variant/<name>` at the artifact with a relative symlink, replaced atomically."""
+    links = output_root / LINKS_DIR
+    links.mkdir(parents=True, exist_ok=True)
+    link = links / slug(name)
+    tmp = links / f".{slug(name)}.tmp-{os.getpid()}"
+    with contextlib.suppress(FileNotFoundError):
+        tmp.unlink()
+    tmp.symlink_to(os.path.relpath(final_dir, links))
+    tmp.replace(link)
+    return link
+
+
+def folder_bytes(folder: Path) -> int:
+    return sum(p.stat().st_size for p in folder.rglob("*") if p.is_file())
