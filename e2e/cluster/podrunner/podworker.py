@@ -1,0 +1,566 @@
+"""One pod's life on the process-backed node: sandbox (IP, volumes), containers, probes, restarts, status and
+termination, driven by a thread that owns the pod (e2e layer)."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import shutil
+import threading
+import time
+import traceback
+from collections.abc import Mapping
+from concurrent.futures import Future
+from pathlib import Path
+from typing import Any
+
+from e2e.cluster import images
+from e2e.cluster.podrunner import envvars
+from e2e.cluster.podrunner.backoff import CrashBackoff
+from e2e.cluster.podrunner.container import (
+    ContainerProcess,
+    ContainerRun,
+    Terminated,
+    exit_code_of,
+    now_iso,
+    stop_all,
+    termination_message,
+)
+from e2e.cluster.podrunner.context import HOST_IP, RunnerContext
+from e2e.cluster.podrunner.kubeapi import STRATEGIC_PATCH, ApiError
+from e2e.cluster.podrunner.mounts import Mount, launch_argv
+from e2e.cluster.podrunner.podstatus import conditions, pod_phase
+from e2e.cluster.podrunner.probes import CheckTarget, ProbeConfigError, ProbeSpec, ProbeTracker, run_check
+from e2e.cluster.podrunner.volumes import PodVolumes, VolumeError
+
+log = logging.getLogger("podrunner")
+
+TICK_S = 0.25
+VOLUME_REFRESH_S = 30.0
+PASSTHROUGH_ENV = ("HOME", "LANG", "LC_ALL", "TZ", "OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE", "DIALOGUE_CACHE")
+DEFAULT_MESSAGE_PATH = "/dev/termination-log"
+
+
+class PodWorker(threading.Thread):
+    """Owns one pod (by uid) from its first sight until its object is deleted or the runner shuts down."""
+
+    def __init__(self, ctx: RunnerContext, pod: Mapping[str, Any], host_env: Mapping[str, str]) -> None:
+        meta = pod["metadata"]
+        super().__init__(name=f"pod-{meta['namespace']}/{meta['name']}", daemon=True)
+        self.ctx = ctx
+        self.uid = str(meta["uid"])
+        self.key = f"{meta['namespace']}/{meta['name']}"
+        self._pod: Mapping[str, Any] = pod
+        self._gone = False
+        self._wake = threading.Event()
+        self._lock = threading.Lock()
+        self._host_env = {k: host_env[k] for k in PASSTHROUGH_ENV if k in host_env}
+        self.pod_dir = ctx.pod_dir(pod)
+        spec = pod.get("spec") or {}
+        self.restart_policy = str(spec.get("restartPolicy") or "Always")
+        self.init_runs = [ContainerRun(spec=c, is_init=True) for c in spec.get("initContainers") or []]
+        self.runs = [ContainerRun(spec=c) for c in spec.get("containers") or []]
+        previous = {s.get("name"): s for s in ((pod.get("status") or {}).get("containerStatuses") or [])}
+        for run in self.runs:  # a runner restart keeps counting restarts where the last one stopped
+            run.restart_count = int(previous.get(run.name, {}).get("restartCount") or 0)
+        for run in [*self.init_runs, *self.runs]:
+            run.backoff = CrashBackoff(cap_s=ctx.backoff_cap_s)
+            run.pull_backoff = CrashBackoff(cap_s=ctx.backoff_cap_s)
+        self.pod_ip = ""
+        self.start_time = ""
+        self.sandbox_ready = False
+        self.init_failed = False
+        self.volumes = PodVolumes(ctx.client, self.pod_dir, ctx.state_dir, _shm_dir(ctx, pod))
+        self._volume_paths: dict[str, Path] = {}
+        self._volumes_at = 0.0
+        self._futures: dict[tuple[str, str, int], Future[tuple[bool, str]]] = {}
+        self._last_status: dict[str, Any] | None = None
+        self._phase = str((pod.get("status") or {}).get("phase") or "Pending")
+        self._sandbox_message = ""
+
+    # ---- called from the runner's watch thread -------------------------------------------------------------
+    def update(self, pod: Mapping[str, Any]) -> None:
+        with self._lock:
+            self._pod = pod
+        self._wake.set()
+
+    def object_deleted(self) -> None:
+        self._gone = True
+        self._wake.set()
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    # ---- the pod's thread ----------------------------------------------------------------------------------
+    def run(self) -> None:
+        try:
+            self._loop()
+        except Exception as exc:  # one bad pod must never take the node down: fail it, say why, stop its processes
+            log.exception("pod %s: unexpected error", self.key)
+            self._fail_pod(f"pod runner error: {exc!r}; {traceback.format_exc(limit=3)[-600:]}")
+            self._stop_processes(0.0)
+            while not (self._gone or self._deleting() or self.ctx.shutting_down.is_set()):
+                self._wake.wait(5.0)
+                self._wake.clear()
+            if self._deleting():
+                self._delete_object()
+        finally:
+            self._cleanup()
+
+    def _loop(self) -> None:
+        if self._phase in ("Succeeded", "Failed") and not self._deleting():
+            log.info("pod %s is already %s; nothing to run", self.key, self._phase)
+        while True:
+            if self._gone or self._deleting() or self.ctx.shutting_down.is_set():
+                self._terminate()
+                return
+            if self._phase not in ("Succeeded", "Failed"):
+                self._sync()
+            self._wake.wait(TICK_S if self._phase not in ("Succeeded", "Failed") else 5.0)
+            self._wake.clear()
+
+    @property
+    def pod(self) -> Mapping[str, Any]:
+        with self._lock:
+            return self._pod
+
+    def _deleting(self) -> bool:
+        return bool(self.pod["metadata"].get("deletionTimestamp"))
+
+    def _sync(self) -> None:
+        pod = self.pod
+        if not self.sandbox_ready:
+            self._setup_sandbox(pod)
+        elif time.monotonic() - self._volumes_at > VOLUME_REFRESH_S:
+            self._refresh_volumes(pod)
+        if self.sandbox_ready and self._run_init_containers(pod):
+            for run in self.runs:
+                self._sync_container(pod, run)
+        self._publish(pod)
+
+    def _setup_sandbox(self, pod: Mapping[str, Any]) -> None:
+        if not self.pod_ip:
+            previous_ip = str((pod.get("status") or {}).get("podIP") or "")
+            with self.ctx.ipam_lock:
+                if not (previous_ip and self.ctx.ipam.reserve(self.uid, previous_ip)):
+                    previous_ip = self.ctx.ipam.allocate(self.uid)
+            self.pod_ip = previous_ip
+            self.start_time = str((pod.get("status") or {}).get("startTime") or now_iso())
+        with_ip = _with_status(pod, self.pod_ip)
+        try:
+            self._volume_paths = self.volumes.materialize(with_ip)
+        except (VolumeError, ApiError, OSError) as exc:
+            if str(exc) != self._sandbox_message:
+                self.ctx.event(pod, "Warning", "FailedMount", str(exc))
+                log.warning("pod %s: %s", self.key, exc)
+            self._sandbox_message = str(exc)
+            for run in [*self.init_runs, *self.runs]:
+                run.waiting_reason, run.waiting_message = "ContainerCreating", str(exc)
+            return
+        self._volumes_at = time.monotonic()
+        self.sandbox_ready = True
+        for run in [*self.init_runs, *self.runs]:
+            run.waiting_message = ""
+
+    def _refresh_volumes(self, pod: Mapping[str, Any]) -> None:
+        self._volumes_at = time.monotonic()
+        try:
+            self.volumes.materialize(_with_status(pod, self.pod_ip))
+        except (VolumeError, ApiError, OSError) as exc:
+            log.warning("pod %s: refreshing volumes: %s", self.key, exc)
+
+    def _run_init_containers(self, pod: Mapping[str, Any]) -> bool:
+        """Advance the init containers one step; True once all of them succeeded."""
+        for run in self.init_runs:
+            if run.terminated is not None and run.terminated.exit_code == 0:
+                continue
+            self._sync_container(pod, run)
+            if run.terminated is not None and run.restart_at is None and run.terminated.exit_code != 0:
+                self.init_failed = True
+            return False
+        return True
+
+    # ---- containers ----------------------------------------------------------------------------------------
+    def _sync_container(self, pod: Mapping[str, Any], run: ContainerRun) -> None:
+        now = time.monotonic()
+        if run.process is not None:
+            code = run.process.poll()
+            if code is None:
+                self._probe(pod, run, now)
+                return
+            self._on_exit(pod, run, exit_code_of(code))
+        if run.restart_at is not None and now >= run.restart_at:
+            self._start(pod, run)
+
+    def _start(self, pod: Mapping[str, Any], run: ContainerRun) -> None:
+        spec = run.spec
+        try:
+            image = images.resolve(str(spec.get("image", "")), self.ctx.repo_root)
+        except images.ImageNotAvailable as exc:
+            first = run.waiting_reason not in ("ErrImagePull", "ImagePullBackOff")
+            run.waiting_reason, run.waiting_message = ("ErrImagePull" if first else "ImagePullBackOff"), str(exc)
+            run.restart_at = time.monotonic() + max(run.pull_backoff.on_exit(0.0), 5.0)
+            if first:
+                self.ctx.event(pod, "Warning", "Failed", f"Failed to pull image {spec.get('image')!r}: {exc}")
+            return
+        try:
+            declared = envvars.container_env(
+                _with_status(pod, self.pod_ip),
+                spec,
+                envvars.ObjectSource(secret=self._secret_data, configmap=self._configmap_data),
+                envvars.service_env(self.ctx.api_host, self.ctx.api_port),
+                self.ctx.allocatable,
+            )
+        except (envvars.ContainerConfigError, ApiError) as exc:
+            if run.waiting_message != str(exc):
+                self.ctx.event(pod, "Warning", "Failed", f"Error: {exc}")
+            run.waiting_reason, run.waiting_message = "CreateContainerConfigError", str(exc)
+            run.restart_at = time.monotonic() + 2.0
+            return
+        env = {
+            **self._host_env,
+            "PATH": image.path,
+            "HOSTNAME": pod["metadata"]["name"],
+            **image.env,
+            **declared,
+        }
+        argv = envvars.container_argv(spec, declared, image.entrypoint, image.cmd)
+        container_dir = self.pod_dir / "containers" / run.name
+        container_dir.mkdir(parents=True, exist_ok=True)
+        message_file = container_dir / "termination-log"
+        message_file.write_bytes(b"")
+        try:
+            mounts = self._mounts(pod, run, declared, message_file)
+        except VolumeError as exc:
+            run.waiting_reason, run.waiting_message = "CreateContainerConfigError", str(exc)
+            run.restart_at = time.monotonic() + 2.0
+            return
+        workdir = str(spec.get("workingDir") or "")
+        if not workdir:
+            workdir = str(self.pod_dir / "work")
+            Path(workdir).mkdir(parents=True, exist_ok=True)
+        if run.ever_started:  # the kubelet counts a restart when it creates the next container
+            run.restart_count += 1
+        run.ever_started = True
+        run.container_id = f"podrunner://{self.uid}/{run.name}/{run.restart_count}"
+        run.image_id = image.image_id
+        run.running_since = now_iso()
+        run.waiting_message = ""
+        if not argv or ("/" not in argv[0] and shutil.which(argv[0], path=image.path) is None):
+            what = argv[0] if argv else "(none)"
+            message = f'exec: "{what}": executable file not found in $PATH' if argv else "no command specified"
+            self.ctx.event(pod, "Warning", "Failed", f"Error: failed to start container {run.name!r}: {message}")
+            self._on_exit(pod, run, 128, reason="StartError", message=message)
+            return
+        self.ctx.mount_points.acquire(self.uid, mounts)
+        run.process = ContainerProcess(launch_argv(mounts, workdir, argv), env, self._log_path(run), Path(workdir))
+        run.mount_env, run.workdir = env, workdir
+        run.waiting_reason = ""
+        run.terminated = None
+        run.ready = False
+        self._init_probes(pod, run)
+        run.started = "startup" not in run.probes
+        self.ctx.event(pod, "Normal", "Started", f"Started container {run.name}")
+        log.info("pod %s: started container %s (pid %d): %s", self.key, run.name, run.process.pid, argv)
+
+    def _on_exit(
+        self,
+        pod: Mapping[str, Any],
+        run: ContainerRun,
+        exit_code: int,
+        *,
+        reason: str = "",
+        message: str = "",
+        final: bool = False,
+    ) -> None:
+        ran_for_s = time.monotonic() - run.process.started_mono if run.process is not None else 0.0
+        container_dir = self.pod_dir / "containers" / run.name
+        if not message:
+            policy = str(run.spec.get("terminationMessagePolicy") or "File")
+            message = termination_message(container_dir / "termination-log", self._log_path(run), exit_code, policy)
+        result = Terminated(
+            exit_code=exit_code,
+            reason=reason or ("Completed" if exit_code == 0 else "Error"),
+            message=message,
+            started_at=run.running_since or now_iso(),
+            finished_at=now_iso(),
+            container_id=run.container_id,
+        )
+        run.process = None
+        run.ready = run.started = False
+        self._drop_futures(run)
+        restart = not run.is_init and self.restart_policy == "Always"
+        restart = restart or (self.restart_policy in ("Always", "OnFailure") and exit_code != 0)
+        restart = restart and not final
+        log.info("pod %s: container %s exited with %d (restart: %s)", self.key, run.name, exit_code, restart)
+        if not restart:
+            run.terminated, run.restart_at = result, None
+            return
+        run.last_terminated, run.terminated = result, None
+        delay_s = run.backoff.on_exit(ran_for_s)
+        run.restart_at = time.monotonic() + delay_s
+        run.waiting_reason = "CrashLoopBackOff" if delay_s > 0 else "ContainerCreating"
+        run.waiting_message = (
+            f"back-off {delay_s:g}s restarting failed container={run.name} pod={pod['metadata']['name']}"
+            f"_{pod['metadata']['namespace']}({self.uid})"
+            if delay_s > 0
+            else ""
+        )
+        if delay_s > 0:
+            self.ctx.event(pod, "Warning", "BackOff", "Back-off restarting failed container " + run.name)
+
+    def _kill(self, pod: Mapping[str, Any], run: ContainerRun, why: str, grace_s: float | None) -> None:
+        if run.process is None:
+            return
+        self.ctx.event(pod, "Normal", "Killing", f"Container {run.name} {why}, will be restarted")
+        grace = grace_s if grace_s is not None else _grace_s(pod)
+        process = run.process
+        stop_all([process], grace)
+        self._on_exit(pod, run, exit_code_of(process.popen.returncode or -9))
+
+    # ---- probes --------------------------------------------------------------------------------------------
+    def _init_probes(self, pod: Mapping[str, Any], run: ContainerRun) -> None:
+        run.probes = {}
+        now = time.monotonic()
+        ports = run.spec.get("ports") or []
+        for kind in ("startup", "liveness", "readiness"):
+            probe = run.spec.get(f"{kind}Probe")
+            if not probe or run.is_init:
+                continue
+            try:
+                spec = ProbeSpec.parse(probe, ports)
+            except ProbeConfigError as exc:
+                self.ctx.event(pod, "Warning", "Unhealthy", f"{kind} probe of {run.name} cannot run: {exc}")
+                continue
+            run.probes[kind] = ProbeTracker(spec, now, initial=None)
+
+    def _probe(self, pod: Mapping[str, Any], run: ContainerRun, now: float) -> None:
+        if run.process is None:
+            return
+        if not run.probes.get("readiness") and run.started:
+            run.ready = True
+        active = ["startup"] if not run.started else ["liveness", "readiness"]
+        for kind in active:
+            tracker = run.probes.get(kind)
+            if tracker is None:
+                continue
+            key = (run.name, kind, run.restart_count)
+            future = self._futures.get(key)
+            if future is not None and future.done():
+                del self._futures[key]
+                ok, message = future.result()
+                changed = tracker.record(ok, time.monotonic())
+                if not ok:
+                    self.ctx.event(pod, "Warning", "Unhealthy", f"{kind.capitalize()} probe failed: {message}")
+                if kind == "startup" and tracker.result is True:
+                    run.started = True
+                    run.ready = "readiness" not in run.probes
+                elif kind == "readiness":
+                    run.ready = tracker.result is True
+                elif tracker.result is False and changed:
+                    why = f"failed {kind} probe"
+                    self._kill(pod, run, why, tracker.spec.termination_grace_s)
+                    return
+            elif future is None and tracker.due(now):
+                tracker.last_run_at = now
+                target = CheckTarget(self.pod_ip, run.process.pid, run.mount_env, run.workdir)
+                self._futures[key] = self.ctx.probe_pool.submit(run_check, tracker.spec, target)
+
+    def _drop_futures(self, run: ContainerRun) -> None:
+        for key in [k for k in self._futures if k[0] == run.name]:
+            self._futures.pop(key).cancel()
+
+    # ---- helpers -------------------------------------------------------------------------------------------
+    def _mounts(
+        self, pod: Mapping[str, Any], run: ContainerRun, env: Mapping[str, str], message_file: Path
+    ) -> list[Mount]:
+        mounts: list[Mount] = []
+        read_only_kinds = ("configMap", "secret", "projected", "downwardAPI")
+        kinds = {v["name"]: v for v in (pod.get("spec") or {}).get("volumes") or []}
+        for mount in run.spec.get("volumeMounts") or []:
+            name = str(mount["name"])
+            if name not in self._volume_paths:
+                raise VolumeError(f"volumeMount {name} of container {run.name} names no volume of the pod")
+            source = self._volume_paths[name]
+            sub_path = str(mount.get("subPath") or "") or envvars.expand(str(mount.get("subPathExpr") or ""), env)
+            if sub_path:
+                if ".." in Path(sub_path).parts or Path(sub_path).is_absolute():
+                    raise VolumeError(f"volumeMount {name}: subPath {sub_path!r} must be relative, without '..'")
+                source = source / sub_path
+                if not source.exists():
+                    source.mkdir(parents=True, exist_ok=True)
+            read_only = bool(mount.get("readOnly")) or any(k in kinds.get(name, {}) for k in read_only_kinds)
+            mounts.append(Mount(source, Path(str(mount["mountPath"])), read_only))
+        message_path = str(run.spec.get("terminationMessagePath") or DEFAULT_MESSAGE_PATH)
+        mounts.append(Mount(message_file, Path(message_path)))
+        return mounts
+
+    def _secret_data(self, namespace: str, name: str) -> Mapping[str, str] | None:
+        obj = self.ctx.client.get_or_none(f"/api/v1/namespaces/{namespace}/secrets/{name}")
+        return None if obj is None else dict(obj.get("data") or {})
+
+    def _configmap_data(self, namespace: str, name: str) -> Mapping[str, str] | None:
+        obj = self.ctx.client.get_or_none(f"/api/v1/namespaces/{namespace}/configmaps/{name}")
+        return None if obj is None else dict(obj.get("data") or {})
+
+    def _log_path(self, run: ContainerRun) -> Path:
+        return self.pod_dir / f"{run.name}.log"
+
+    # ---- status --------------------------------------------------------------------------------------------
+    def _status(self, pod: Mapping[str, Any]) -> dict[str, Any]:
+        init_statuses = [r.status() for r in self.init_runs]
+        statuses = [r.status() for r in self.runs]
+        phase = pod_phase(self.restart_policy, init_statuses, statuses, self.init_failed)
+        if self._phase == "Failed" and phase != "Failed":  # set by _fail_pod: stays
+            phase = "Failed"
+        self._phase = phase
+        initialized = all((s.get("state") or {}).get("terminated", {}).get("exitCode") == 0 for s in init_statuses)
+        previous = (pod.get("status") or {}).get("conditions") or []
+        gates = [str(g.get("conditionType")) for g in (pod.get("spec") or {}).get("readinessGates") or []]
+        status: dict[str, Any] = {
+            "phase": phase,
+            "hostIP": HOST_IP,
+            "hostIPs": [{"ip": HOST_IP}],
+            "startTime": self.start_time or now_iso(),
+            "conditions": conditions(
+                previous,
+                sandbox_ready=self.sandbox_ready,
+                initialized=initialized,
+                containers_ready=bool(self.runs) and all(r.ready for r in self.runs),
+                readiness_gates=gates,
+                phase=phase,
+                now=now_iso(),
+            ),
+            "containerStatuses": statuses,  # an atomic list: a patch replaces it whole
+            "qosClass": (pod.get("status") or {}).get("qosClass") or "BestEffort",
+        }
+        if init_statuses:
+            status["initContainerStatuses"] = init_statuses
+        if self.pod_ip:
+            status["podIP"] = self.pod_ip
+            status["podIPs"] = [{"ip": self.pod_ip}]
+        return status
+
+    def _publish(self, pod: Mapping[str, Any], extra: Mapping[str, Any] | None = None) -> None:
+        status = self._status(pod)
+        if extra:
+            status.update(extra)
+        comparable = {k: v for k, v in status.items() if k != "conditions"}
+        comparable["conditions"] = [
+            {k: v for k, v in c.items() if k != "lastTransitionTime"} for c in status["conditions"]
+        ]
+        if comparable == self._last_status:
+            return
+        meta = pod["metadata"]
+        path = f"/api/v1/namespaces/{meta['namespace']}/pods/{meta['name']}/status"
+        body = {"metadata": {"uid": meta["uid"]}, "status": status}
+        try:
+            answer = self.ctx.client.request("PATCH", path, body=body, content_type=STRATEGIC_PATCH, timeout_s=10)
+        except ApiError as exc:
+            if exc.status == 404:
+                self._gone = True
+            elif exc.status != 409:
+                log.warning("pod %s: status update failed: %s", self.key, exc)
+            return
+        self._last_status = comparable
+        if answer.get("metadata", {}).get("uid") == self.uid:
+            with self._lock:
+                if int(answer["metadata"].get("resourceVersion", 0)) >= int(
+                    self._pod["metadata"].get("resourceVersion", 0)
+                ):
+                    self._pod = answer
+
+    def _fail_pod(self, message: str) -> None:
+        self._phase = "Failed"
+        for run in [*self.init_runs, *self.runs]:
+            if run.process is None and run.terminated is None:
+                run.restart_at = None
+                run.terminated = Terminated(128, "RunnerError", message[:1024], now_iso(), now_iso(), "")
+        with contextlib.suppress(Exception):
+            self._publish(self.pod, {"reason": "PodRunnerError", "message": message[:1024]})
+
+    # ---- termination ---------------------------------------------------------------------------------------
+    def _terminate(self) -> None:
+        pod = self.pod
+        shutdown = self.ctx.shutting_down.is_set() and not self._deleting() and not self._gone
+        grace_s = _grace_s(pod)
+        if shutdown:
+            grace_s = min(grace_s, self.ctx.shutdown_grace_s)
+        if any(r.process is not None for r in [*self.init_runs, *self.runs]):
+            self.ctx.event(pod, "Normal", "Killing", f"Stopping the pod's containers (grace {grace_s:g}s)")
+        self._stop_processes(grace_s)
+        if self._gone:
+            return
+        if shutdown:
+            if self._phase not in ("Succeeded", "Failed"):
+                self._phase = "Failed"
+                with contextlib.suppress(Exception):
+                    self._publish(
+                        pod,
+                        {
+                            "phase": "Failed",
+                            "reason": "Terminated",
+                            "message": "Pod was terminated in response to imminent node shutdown.",
+                        },
+                    )
+            return
+        with contextlib.suppress(Exception):
+            self._publish(pod)
+        self._delete_object()
+
+    def _stop_processes(self, grace_s: float) -> None:
+        runs = [r for r in [*self.init_runs, *self.runs] if r.process is not None]
+        processes = [r.process for r in runs if r.process is not None]
+        stop_all(processes, grace_s)
+        for run in runs:
+            code = run.process.popen.returncode if run.process is not None else None
+            self._on_exit(self.pod, run, exit_code_of(code if code is not None else -9), final=True)
+
+    def _delete_object(self) -> None:
+        meta = self.pod["metadata"]
+        body = {
+            "kind": "DeleteOptions",
+            "apiVersion": "v1",
+            "gracePeriodSeconds": 0,
+            "preconditions": {"uid": self.uid},
+        }
+        try:
+            self.ctx.client.request(
+                "DELETE", f"/api/v1/namespaces/{meta['namespace']}/pods/{meta['name']}", body=body, timeout_s=10
+            )
+        except ApiError as exc:
+            if exc.status not in (404, 409):
+                log.warning("pod %s: final delete failed: %s", self.key, exc)
+
+    def _cleanup(self) -> None:
+        with self.ctx.ipam_lock:
+            self.ctx.ipam.release(self.uid)
+        self.ctx.mount_points.release(self.uid)
+        if self._gone or self._deleting():
+            self.volumes.cleanup()
+            with contextlib.suppress(OSError):
+                shutil.rmtree(self.pod_dir / "work", ignore_errors=True)
+
+
+def _grace_s(pod: Mapping[str, Any]) -> float:
+    meta = pod["metadata"]
+    if meta.get("deletionGracePeriodSeconds") is not None:
+        return float(meta["deletionGracePeriodSeconds"])
+    value = (pod.get("spec") or {}).get("terminationGracePeriodSeconds")
+    return float(value) if value is not None else 30.0
+
+
+def _with_status(pod: Mapping[str, Any], pod_ip: str) -> dict[str, Any]:
+    """The pod as the downward API must see it: with the IPs the runner assigned."""
+    status = dict(pod.get("status") or {})
+    status.update({"podIP": pod_ip, "podIPs": [{"ip": pod_ip}], "hostIP": HOST_IP, "hostIPs": [{"ip": HOST_IP}]})
+    return {**pod, "status": status}
+
+
+def _shm_dir(ctx: RunnerContext, pod: Mapping[str, Any]) -> Path | None:
+    uses_memory = any(
+        (v.get("emptyDir") or {}).get("medium") == "Memory" for v in (pod.get("spec") or {}).get("volumes") or []
+    )
+    if not uses_memory or not Path("/dev/shm").is_dir():
+        return None
+    return Path("/dev/shm") / "dialogue-podrunner" / ctx.node_name / str(pod["metadata"]["uid"])

@@ -1,0 +1,68 @@
+"""Bind mounts of a container: the launch script (run for real in a private mount namespace when root) and the
+mount-point paths the runner creates on the host and removes afterwards."""
+
+import os
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from e2e.cluster.podrunner.mounts import Mount, MountPoints, launch_argv
+
+
+def test_launch_argv_execs_the_command_after_mounts() -> None:
+    argv = launch_argv([Mount(Path("/src/a b"), Path("/etc/x"), read_only=True)], "/work dir", ["echo", "$(X)"])
+    assert argv[:5] == ["unshare", "-m", "--propagation", "private", "--"]
+    assert argv[-3:] == ["podrunner", "echo", "$(X)"]
+    script = argv[7]
+    assert "mount -n --bind '/src/a b' /etc/x" in script
+    assert "remount,bind,ro /etc/x" in script
+    assert "cd '/work dir'" in script
+    assert script.endswith('exec "$@"')
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="bind mounts in a private mount namespace need root")
+def test_mounts_are_visible_to_the_process_only(tmp_path: Path) -> None:
+    volume = tmp_path / "volume"
+    volume.mkdir()
+    (volume / "greeting").write_text("hello")
+    target = tmp_path / "mnt" / "cfg"
+    points = MountPoints()
+    mounts = [Mount(volume, target, read_only=True)]
+    points.acquire("pod-a", mounts)
+    argv = launch_argv(mounts, str(tmp_path), ["sh", "-c", f"cat {target}/greeting; touch {target}/new"])
+    result = subprocess.run(argv, capture_output=True, text=True, check=False)
+    assert result.stdout == "hello"
+    assert result.returncode != 0 and "Read-only file system" in result.stderr
+    assert not (target / "greeting").exists()  # the host never sees the mount
+    points.release("pod-a")
+    assert not (tmp_path / "mnt").exists()
+
+
+def test_mount_points_are_shared_and_removed_by_the_last_user(tmp_path: Path) -> None:
+    points = MountPoints()
+    target = tmp_path / "etc" / "dialogue"
+    file_target = tmp_path / "dev" / "termination-log"
+    nested = target / "sub"
+    points.acquire("a", [Mount(tmp_path, target), Mount(tmp_path, nested)])
+    points.acquire("b", [Mount(tmp_path, target)])
+    assert target.is_dir() and not nested.exists()  # nested targets are made inside the volume at launch
+    points.release("a")
+    assert target.is_dir()
+    points.release("b")
+    assert not (tmp_path / "etc").exists()
+    (tmp_path / "dev").mkdir()
+    file_source = tmp_path / "msg"
+    file_source.write_text("x")
+    points.acquire("c", [Mount(file_source, file_target)])
+    assert file_target.is_file()
+    points.release("c")
+    assert not file_target.exists() and (tmp_path / "dev").is_dir()  # only what it created goes
+
+
+def test_existing_paths_are_never_removed(tmp_path: Path) -> None:
+    (tmp_path / "data").mkdir()
+    points = MountPoints()
+    points.acquire("a", [Mount(tmp_path, tmp_path / "data")])
+    points.release("a")
+    assert (tmp_path / "data").is_dir()
