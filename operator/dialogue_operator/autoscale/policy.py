@@ -162,12 +162,15 @@ def decide(state: PolicyState | None, obs: Observation, now_s: float, config: Po
         desired, reason = current, Reason.HOLDING_FOR_TTFT
     notes: list[str] = []
 
-    # 5. Step limits.
-    if desired > current and not in_panic:
-        limit = current + max(config.min_scale_up_step, math.ceil(current * (config.max_scale_up_rate - 1)))
-        if desired > limit:
-            notes.append(f"step-limited from {desired}")
-            desired = limit
+    # 5. Step limits. Up steps are sized on the Ready replicas, not on those still starting: while new replicas
+    # cold-start the backlog (and so the in-flight count) keeps growing, and sizing on it would compound.
+    up_limit = max(
+        current, ready_floor + max(config.min_scale_up_step, math.ceil(ready_floor * (config.max_scale_up_rate - 1)))
+    )
+    if desired > up_limit:
+        notes.append(f"step-limited from {desired}")
+        desired = up_limit
+    rec = min(rec, up_limit)
     if desired < current:
         floor = current - max(1, math.floor(current * config.max_scale_down_ratio))
         if desired < floor:
