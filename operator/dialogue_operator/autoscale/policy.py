@@ -187,7 +187,6 @@ def decide(state: PolicyState | None, obs: Observation, now_s: float, config: Po
         and gateway_idle
         and obs.complete
         and idle_s >= config.scale_to_zero_after_s
-        and window_max == 0
     ):
         desired, reason = 0, Reason.SCALE_TO_ZERO
         detail = f"idle for {idle_s:.0f}s >= scaleToZeroAfterSeconds {config.scale_to_zero_after_s:g}"
