@@ -27,6 +27,11 @@ def stable_hash64(text: str) -> int:
     return int.from_bytes(hashlib.blake2b(text.encode(), digest_size=8).digest(), "big")
 
 
+def replica_id(endpoint: str) -> str:
+    """An opaque short id of an endpoint for the `X-Dialogue-Replica` response header (no address leaks)."""
+    return hashlib.blake2b(endpoint.encode(), digest_size=6).hexdigest()
+
+
 def load_bound(total_in_flight: int, endpoints: int, epsilon: float) -> int:
     """Largest in-flight count an endpoint may reach when it takes the next request."""
     if endpoints <= 0:

@@ -26,6 +26,7 @@ from kubernetes_asyncio.client.exceptions import ApiException
 
 from dialogue_runtime import contract
 from dialogue_runtime.gateway.auth import parse_secret_keys
+from dialogue_runtime.gateway.balancer import replica_id
 from dialogue_runtime.gateway.metrics import GatewayMetrics
 from dialogue_runtime.gateway.registry import Registry
 from dialogue_runtime.gateway.resources import Endpoint, ModelInfo, parse_dialogue_model, parse_pod
@@ -173,7 +174,7 @@ class KubeDiscovery:
         counts: dict[str, int] = {}
         for endpoint in endpoints:
             counts[endpoint.variant] = counts.get(endpoint.variant, 0) + 1
-        self.metrics.set_endpoints(namespace, name, counts)
+        self.metrics.set_endpoints(namespace, name, counts, {replica_id(e.url) for e in endpoints})
 
     async def _on_model(self, event: str, obj: Obj) -> None:
         namespace, name = _meta(obj, "namespace"), _meta(obj, "name")

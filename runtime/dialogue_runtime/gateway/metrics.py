@@ -57,6 +57,12 @@ class GatewayMetrics:
             ["namespace", "model", "variant"],
             registry=r,
         )
+        self.endpoint_in_flight = Gauge(
+            f"{PREFIX}endpoint_in_flight_requests",
+            "Requests in flight per endpoint (replica id as in the X-Dialogue-Replica header), this gateway replica.",
+            ["namespace", "model", "variant", "replica"],
+            registry=r,
+        )
         self.held = Gauge(
             f"{PREFIX}held_requests",
             "Requests waiting because the model has no Ready endpoint (scale from zero).",
@@ -88,6 +94,7 @@ class GatewayMetrics:
             self.ttft,
             self.duration,
             self.in_flight,
+            self.endpoint_in_flight,
             self.held,
             self.routing,
             self.retries,
@@ -101,8 +108,13 @@ class GatewayMetrics:
                 if sample_labels[:2] == (namespace, model):
                     metric.remove(*sample_labels)
 
-    def set_endpoints(self, namespace: str, model: str, counts: dict[str, int]) -> None:
-        """Set the Ready-endpoint gauge of one model; variants that vanished are removed."""
+    def set_endpoints(self, namespace: str, model: str, counts: dict[str, int], replicas: set[str]) -> None:
+        """Set the Ready-endpoint gauge of one model; variants and idle replicas that vanished are removed."""
+        for labels in _label_sets(self.endpoint_in_flight):
+            if labels[:2] == (namespace, model) and labels[3] not in replicas:
+                child = self.endpoint_in_flight.labels(*labels)
+                if child._value.get() == 0:
+                    self.endpoint_in_flight.remove(*labels)
         for labels in _label_sets(self.endpoints):
             if labels[:2] == (namespace, model) and labels[2] not in counts:
                 self.endpoints.remove(*labels)

@@ -20,6 +20,7 @@ from typing import Any
 import aiohttp
 from aiohttp import web
 
+from dialogue_runtime.gateway.balancer import replica_id
 from dialogue_runtime.gateway.errors import Unavailable, UpstreamFailed
 from dialogue_runtime.gateway.metrics import GatewayMetrics
 from dialogue_runtime.gateway.registry import Registry, Route
@@ -162,8 +163,12 @@ class Proxy:
         url = route.endpoint.url
         model = fwd.model
         in_flight = self.metrics.in_flight.labels(model.namespace, model.name, route.variant)
+        per_endpoint = self.metrics.endpoint_in_flight.labels(
+            model.namespace, model.name, route.variant, replica_id(url)
+        )
         self.registry.acquire(url)
         in_flight.inc()
+        per_endpoint.inc()
         try:
             try:
                 upstream = await self.client.post(
@@ -189,11 +194,13 @@ class Proxy:
                     status=upstream.status,
                     body=payload,
                     content_type=upstream.content_type or "application/json",
+                    headers=_route_headers(route),
                 )
                 return response, Outcome(upstream.status, route.variant, payload)
         finally:
             self.registry.release(url)
             in_flight.dec()
+            per_endpoint.dec()
 
     async def _relay_stream(
         self,
@@ -205,7 +212,8 @@ class Proxy:
     ) -> tuple[web.StreamResponse, Outcome]:
         model = fwd.model
         response = web.StreamResponse(
-            status=200, headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache"}
+            status=200,
+            headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache", **_route_headers(route)},
         )
         first = True
         # From here on the client may have seen bytes: no retry, ever.
@@ -260,6 +268,11 @@ async def _write_eof_quietly(response: web.StreamResponse) -> None:
         await response.write_eof()
     except (ConnectionResetError, aiohttp.ClientConnectionResetError):
         return
+
+
+def _route_headers(route: Route) -> dict[str, str]:
+    """Which variant and (opaque) replica answered: for clients' debugging and the routing tests."""
+    return {"X-Dialogue-Variant": route.variant, "X-Dialogue-Replica": replica_id(route.endpoint.url)}
 
 
 def _upstream_headers(request: web.Request, upstream_key: str | None) -> dict[str, str]:

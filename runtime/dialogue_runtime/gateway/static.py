@@ -14,6 +14,7 @@ import logging
 import aiohttp
 
 from dialogue_runtime.gateway.auth import parse_secret_keys
+from dialogue_runtime.gateway.balancer import replica_id
 from dialogue_runtime.gateway.metrics import GatewayMetrics
 from dialogue_runtime.gateway.registry import Registry
 from dialogue_runtime.gateway.resources import Endpoint, ModelInfo, parse_static_model
@@ -103,7 +104,7 @@ class StaticDiscovery:
             counts: dict[str, int] = {}
             for endpoint in ready:
                 counts[endpoint.variant] = counts.get(endpoint.variant, 0) + 1
-            self.metrics.set_endpoints(model.namespace, model.name, counts)
+            self.metrics.set_endpoints(model.namespace, model.name, counts, {replica_id(e.url) for e in ready})
 
     async def _loop(self) -> None:
         while True:
