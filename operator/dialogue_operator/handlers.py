@@ -1,1 +1,49 @@
-"""kopf wiring: thin handlers that call the reconcile core (filled in by the DialogueModel issue)."""
+"""kopf wiring: thin handlers that feed the controller's cache and queue; nothing else lives here."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import kopf
+from dialogue_runtime import contract
+from prometheus_client import start_http_server
+
+from dialogue_operator.k8s.api import KubeApi, connect
+from dialogue_operator.k8s.controller import Controller
+from dialogue_operator.settings import Settings
+
+logger = logging.getLogger(__name__)
+
+
+@kopf.on.startup(id="start-controller")
+async def start_controller(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
+    """Build the controller from the environment, start its informers, workers and metrics endpoint."""
+    config = Settings.from_env()
+    settings.peering.standalone = True  # one replica (Recreate); no peering objects to write
+    settings.posting.enabled = False  # Events are posted by the controller for transitions only
+    settings.watching.server_timeout = 240
+    client = await connect()
+    controller = Controller(KubeApi(client), config)
+    memo.client = client
+    memo.controller = controller
+    if config.metrics_port:
+        memo.metrics_server = start_http_server(config.metrics_port, registry=controller.metrics.registry)
+    await controller.start()
+    logger.info("dialogue-operator started: %d workers, resync every %.0f s", config.workers, config.resync_interval_s)
+
+
+@kopf.on.cleanup(id="stop-controller")
+async def stop_controller(memo: kopf.Memo, **_: Any) -> None:
+    """Stop workers and informers, close the API client and the metrics endpoint."""
+    await memo.controller.stop()
+    await memo.client.close()
+    server = memo.get("metrics_server")
+    if server is not None:
+        server[0].shutdown()
+
+
+@kopf.on.event(contract.API_GROUP, contract.API_VERSION, contract.PLURAL, id="dialoguemodel-event")
+async def dialoguemodel_event(event: kopf.RawEvent, memo: kopf.Memo, **_: Any) -> None:
+    """Every create, update (spec or status), resume (initial listing) and delete: cache it, queue a reconcile."""
+    memo.controller.model_event(event.get("type"), dict(event["object"]))

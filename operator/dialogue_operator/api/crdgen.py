@@ -66,7 +66,6 @@ def openapi_schema() -> Schema:
             "kind": {"type": "string", "description": "Kind of this object: DialogueModel."},
             "metadata": {
                 "type": "object",
-                "description": "Standard object metadata.",
                 "properties": {
                     # Children are named <name>-<variant> and carry the name as a label value.
                     "name": {"type": "string", "maxLength": 42, "pattern": r"^[a-z]([-a-z0-9]*[a-z0-9])?$"},

@@ -108,12 +108,12 @@ class EngineSpec(ApiModel):
         json_schema_extra={
             "x-kubernetes-validations": [
                 cel(
-                    f"self.args.all(a, !a.matches('{_OWNED_FLAGS_RE}'))",
+                    f"!has(self.args) || self.args.all(a, !a.matches('{_OWNED_FLAGS_RE}'))",
                     "spec.engine.args must not set flags the operator owns: " + ", ".join(OPERATOR_OWNED_FLAGS),
                     ".args",
                 ),
                 cel(
-                    "self.kind == 'sim' || !has(self.sim)",
+                    "!has(self.sim) || (has(self.kind) && self.kind == 'sim')",
                     "spec.engine.sim is only allowed with engine kind sim",
                     ".sim",
                 ),

@@ -30,13 +30,14 @@ class DialogueModelSpec(ApiModel):
                     ".replicas",
                 ),
                 cel(
-                    "self.engine.kind != 'vllm' || self.resources.gpus >= 1",
+                    "(has(self.engine.kind) && self.engine.kind != 'vllm') || !has(self.resources.gpus) || "
+                    "self.resources.gpus >= 1",
                     "spec.resources.gpus must be at least 1 for engine kind vllm",
                     ".resources.gpus",
                 ),
                 cel(
                     "!has(self.rollout) || self.rollout.targetVariant == 'base' || "
-                    "self.variants.exists(v, v.name == self.rollout.targetVariant)",
+                    "(has(self.variants) && self.variants.exists(v, v.name == self.rollout.targetVariant))",
                     "spec.rollout.targetVariant must name a variant in spec.variants (or 'base')",
                     ".rollout.targetVariant",
                 ),

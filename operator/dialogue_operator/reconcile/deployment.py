@@ -139,7 +139,11 @@ def build_deployment(model: ModelObject, variant: str, settings: Settings, repli
         "volumeMounts": [
             {"name": CONFIG_VOLUME, "mountPath": contract.ENGINE_CONFIG_DIR, "readOnly": True},
             {"name": SHM_VOLUME, "mountPath": "/dev/shm"},  # noqa: S108
-            {"name": MODEL_VOLUME, "mountPath": contract.MODEL_CACHE_MOUNT, "readOnly": volume.read_only},
+            {
+                "name": MODEL_VOLUME,
+                "mountPath": contract.MODEL_CACHE_MOUNT,
+                **({"readOnly": True} if volume.read_only else {}),
+            },
             {"name": TMP_VOLUME, "mountPath": "/tmp"},  # noqa: S108
         ],
     }

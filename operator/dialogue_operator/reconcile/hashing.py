@@ -75,10 +75,17 @@ def _scalar_equal(want: Any, have: Any) -> bool:
     return False
 
 
+def _omitted_when_empty(value: Any) -> bool:
+    """The apiserver drops `omitempty` fields holding false, "", [] or {} (a desired 0 is kept: replicas)."""
+    return value is False or value in ("", [], {})
+
+
 def is_subset(want: Any, have: Any) -> bool:
     """Whether every field set in `want` has the same value in `have` (fields the apiserver defaults are ignored)."""
     if isinstance(want, dict):
-        return isinstance(have, dict) and all(k in have and is_subset(v, have[k]) for k, v in want.items())
+        return isinstance(have, dict) and all(
+            is_subset(v, have[k]) if k in have else _omitted_when_empty(v) for k, v in want.items()
+        )
     if isinstance(want, list):
         return isinstance(have, list) and len(want) == len(have) and all(map(is_subset, want, have))
     return _scalar_equal(want, have)

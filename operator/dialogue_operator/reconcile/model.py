@@ -40,14 +40,19 @@ class ModelObject:
         meta = body.get("metadata") or {}
         return (str(meta["name"]), str(meta["namespace"]), str(meta.get("uid", "")), int(meta.get("generation") or 0))
 
+    @staticmethod
+    def parse_status(body: dict[str, Any]) -> DialogueModelStatus:
+        """The last written status; one this operator version cannot read is rebuilt, never trusted."""
+        try:
+            return DialogueModelStatus.model_validate(body.get("status") or {})
+        except ValidationError:
+            return DialogueModelStatus()
+
     @classmethod
     def from_body(cls, body: dict[str, Any]) -> ModelObject:
         """Parse a DialogueModel object; raise InvalidSpec naming the field when the spec is unusable."""
         name, namespace, uid, generation = cls.identity(body)
-        try:
-            status = DialogueModelStatus.model_validate(body.get("status") or {})
-        except ValidationError:
-            status = DialogueModelStatus()  # a status written by an older operator is rebuilt, never trusted
+        status = cls.parse_status(body)
         try:
             spec = DialogueModelSpec.model_validate(body.get("spec") or {})
         except ValidationError as exc:

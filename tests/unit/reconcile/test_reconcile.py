@@ -161,3 +161,15 @@ def test_rollout_target_is_warmed_and_weights_survive_in_status() -> None:
     status = {**plan.status, "variants": [{"name": "base", "weight": 90}, {"name": "fp8", "weight": 10}]}
     later = reconcile(_with_status(model_body(spec), status), Observed(), SETTINGS, NOW)
     assert later.status["traffic"] == "base=90,fp8=10"
+
+
+def test_fields_the_apiserver_omits_when_empty_are_not_drift() -> None:
+    body = model_body()
+    plan = reconcile(ModelObject.from_body(body), Observed(), SETTINGS, NOW)
+    observed = _observed_after_apply(plan.desired)
+    dep = observed.children[("Deployment", "chat-base")]
+    dep["spec"]["template"]["spec"]["containers"][0]["volumeMounts"][0].pop("readOnly")  # stands for any false bool
+    again = reconcile(_with_status(body, plan.status), observed, SETTINGS, NOW)
+    assert [o["kind"] for o in again.apply] == ["Deployment"]  # true -> missing is drift
+    mounts = plan.desired[-1]["spec"]["template"]["spec"]["containers"][0]["volumeMounts"]
+    assert all(m.get("readOnly", True) for m in mounts), "the builder writes no false booleans"

@@ -1,0 +1,204 @@
+"""The operator's only door to the API server: server-side apply, delete, list, watch, status patch, events."""
+
+from __future__ import annotations
+
+import json
+import socket
+from collections import Counter
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+from typing import Any
+
+from dialogue_runtime import contract
+from kubernetes_asyncio import config as kube_config
+from kubernetes_asyncio.client import ApiClient
+from kubernetes_asyncio.client.exceptions import ApiException
+
+from dialogue_operator.k8s.resources import CHILD_RESOURCES, DIALOGUE_MODEL, EVENT, Resource
+
+MUTATING_VERBS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+
+
+class KubeError(Exception):
+    """An API request failed; the message says what was being done."""
+
+    def __init__(self, doing: str, status: int | None, detail: str) -> None:
+        super().__init__(f"{doing}: HTTP {status}: {detail}")
+        self.status = status
+
+
+class ApplyError(KubeError):
+    """Server-side apply of a child failed."""
+
+
+def _detail(exc: ApiException) -> str:
+    try:
+        return str(json.loads(exc.body or b"{}").get("message", exc.reason))
+    except (TypeError, ValueError):
+        return str(exc.reason)
+
+
+async def connect() -> ApiClient:
+    """An API client with in-cluster credentials when running in a pod, else from the kubeconfig ($KUBECONFIG)."""
+    try:
+        kube_config.load_incluster_config()  # type: ignore[no-untyped-call]
+    except kube_config.ConfigException:
+        await kube_config.load_kube_config()
+    return ApiClient()
+
+
+class KubeApi:
+    """Async Kubernetes API adapter (kubernetes_asyncio underneath); counts every mutating request by verb."""
+
+    def __init__(self, client: ApiClient, field_manager: str = contract.FIELD_MANAGER) -> None:
+        self._client = client
+        self.field_manager = field_manager
+        self.mutations: Counter[str] = Counter()  # "VERB Kind" -> count, for metrics and tests
+        self.instance = socket.gethostname()
+
+    async def _call(
+        self,
+        method: str,
+        path: str,
+        *,
+        doing: str,
+        query: list[tuple[str, str]] | None = None,
+        body: Any = None,
+        content_type: str = "application/json",
+        kind: str = "",
+        timeout_s: float | None = 30.0,
+        error: type[KubeError] = KubeError,
+    ) -> Any:
+        if method in MUTATING_VERBS:
+            self.mutations[f"{method} {kind}"] += 1
+        try:
+            resp = await self._client.call_api(
+                path,
+                method,
+                query_params=query or [],
+                header_params={"Content-Type": content_type, "Accept": "application/json"},
+                body=body,
+                auth_settings=["BearerToken"],
+                _preload_content=False,
+                _return_http_data_only=True,
+                _request_timeout=timeout_s,
+            )
+        except ApiException as exc:
+            raise error(doing, exc.status, _detail(exc)) from exc
+        return resp
+
+    async def _json(self, method: str, path: str, **kw: Any) -> dict[str, Any]:
+        resp = await self._call(method, path, **kw)
+        data: dict[str, Any] = await resp.json()
+        return data
+
+    async def apply(self, obj: dict[str, Any]) -> dict[str, Any]:
+        """Server-side apply `obj` under the operator's field manager, taking ownership of conflicting fields."""
+        resource = CHILD_RESOURCES[obj["kind"]]
+        meta = obj["metadata"]
+        return await self._json(
+            "PATCH",
+            resource.path(meta["namespace"], meta["name"]),
+            doing=f"applying {obj['kind']} {meta['namespace']}/{meta['name']}",
+            query=[("fieldManager", self.field_manager), ("force", "true")],
+            body=obj,
+            content_type="application/apply-patch+yaml",
+            kind=obj["kind"],
+            error=ApplyError,
+        )
+
+    async def delete(self, kind: str, namespace: str, name: str) -> None:
+        """Delete a child; one that is already gone is fine."""
+        resource = CHILD_RESOURCES[kind]
+        try:
+            await self._call(
+                "DELETE",
+                resource.path(namespace, name),
+                doing=f"deleting {kind} {namespace}/{name}",
+                body={"propagationPolicy": "Background"},
+                kind=kind,
+            )
+        except KubeError as exc:
+            if exc.status != 404:
+                raise
+
+    async def patch_status(self, namespace: str, name: str, status: dict[str, Any]) -> None:
+        """Merge-patch the DialogueModel status subresource (never the spec); a deleted model is fine."""
+        try:
+            await self._call(
+                "PATCH",
+                DIALOGUE_MODEL.path(namespace, name, "status"),
+                doing=f"writing status of DialogueModel {namespace}/{name}",
+                body={"status": status},
+                content_type="application/merge-patch+json",
+                kind=DIALOGUE_MODEL.kind,
+            )
+        except KubeError as exc:
+            if exc.status != 404:
+                raise
+
+    async def post_event(self, model: dict[str, Any], type_: str, reason: str, message: str) -> None:
+        """Record a Kubernetes Event on a DialogueModel (shown by kubectl describe)."""
+        meta = model["metadata"]
+        now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        event = {
+            "apiVersion": "v1",
+            "kind": "Event",
+            "metadata": {"generateName": f"{meta['name']}.", "namespace": meta["namespace"]},
+            "involvedObject": {
+                "apiVersion": DIALOGUE_MODEL.api_version,
+                "kind": DIALOGUE_MODEL.kind,
+                "name": meta["name"],
+                "namespace": meta["namespace"],
+                "uid": meta.get("uid", ""),
+            },
+            "type": type_,
+            "reason": reason,
+            "message": message[:1024],
+            "firstTimestamp": now,
+            "lastTimestamp": now,
+            "count": 1,
+            "source": {"component": contract.FIELD_MANAGER},
+            "reportingComponent": contract.FIELD_MANAGER,
+            "reportingInstance": self.instance,
+        }
+        await self._call(
+            "POST", EVENT.path(meta["namespace"]), doing=f"posting event {reason}", body=event, kind="Event"
+        )
+
+    async def list(self, resource: Resource, label_selector: str, namespace: str | None = None) -> dict[str, Any]:
+        """One LIST (items and the list's resourceVersion)."""
+        return await self._json(
+            "GET",
+            resource.path(namespace),
+            doing=f"listing {resource.plural}",
+            query=[("labelSelector", label_selector)],
+            timeout_s=120.0,
+        )
+
+    async def watch(
+        self, resource: Resource, label_selector: str, resource_version: str, namespace: str | None = None
+    ) -> AsyncIterator[dict[str, Any]]:
+        """Stream watch events ({type, object}) from `resource_version` until the server closes the watch."""
+        resp = await self._call(
+            "GET",
+            resource.path(namespace),
+            doing=f"watching {resource.plural}",
+            query=[
+                ("watch", "1"),
+                ("labelSelector", label_selector),
+                ("resourceVersion", resource_version),
+                ("allowWatchBookmarks", "true"),
+                ("timeoutSeconds", "240"),
+            ],
+            timeout_s=None,
+        )
+        try:
+            while True:
+                line = await resp.content.readline()
+                if not line:
+                    return
+                if line.strip():
+                    yield json.loads(line)
+        finally:
+            resp.release()

@@ -1,0 +1,171 @@
+"""The reconcile shell: reads the caches, runs the pure reconcile, applies children, writes status (I/O layer)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections import Counter
+from collections.abc import Callable, Mapping
+from datetime import UTC, datetime
+from typing import Any
+
+from dialogue_operator.k8s.api import KubeApi, KubeError
+from dialogue_operator.k8s.informer import Informer, ModelKey, pod_summary
+from dialogue_operator.k8s.resources import CHILD_RESOURCES, POD
+from dialogue_operator.metrics import OperatorMetrics
+from dialogue_operator.reconcile import InvalidSpec, ModelObject, Observed, reconcile
+from dialogue_operator.reconcile.core import invalid_status, status_dict
+from dialogue_operator.settings import Settings
+from dialogue_operator.workqueue import WorkQueue
+
+logger = logging.getLogger(__name__)
+
+# Status keys other controllers (autoscaler, rollout) own: never overwritten by the reconcile's status patch.
+FOREIGN_STATUS_KEYS = ("autoscaling", "rollout")
+WeightsProvider = Callable[[ModelObject], Mapping[str, int] | None]
+
+
+def _newer(candidate: dict[str, Any], current: dict[str, Any] | None) -> bool:
+    """Whether `candidate` is at least as new as `current` (resourceVersions are etcd revisions in practice)."""
+    if current is None:
+        return True
+    try:
+        return int(candidate["metadata"]["resourceVersion"]) >= int(current["metadata"]["resourceVersion"])
+    except (KeyError, TypeError, ValueError):
+        return True
+
+
+class Controller:
+    """Owns the model cache, the child informers, the work queue and its workers."""
+
+    def __init__(
+        self,
+        api: KubeApi,
+        settings: Settings,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        weights: WeightsProvider | None = None,
+    ) -> None:
+        self.api = api
+        self.settings = settings
+        self._clock = clock
+        self._weights = weights
+        self.models: dict[ModelKey, dict[str, Any]] = {}
+        self.queue: WorkQueue[ModelKey] = WorkQueue()
+        self.informers = {
+            kind: Informer(api, resource, self.queue.add, settings.namespace)
+            for kind, resource in CHILD_RESOURCES.items()
+        }
+        self.pods = Informer(api, POD, self.queue.add, settings.namespace, summarize=pod_summary)
+        self.metrics = OperatorMetrics(self.condition_counts, lambda: dict(api.mutations))
+        self._failures: Counter[ModelKey] = Counter()
+        self._tasks: list[asyncio.Task[None]] = []
+
+    # -- cache fed by kopf's DialogueModel events ------------------------------------------------------------
+    def model_event(self, event_type: str | None, body: dict[str, Any]) -> None:
+        """Record a DialogueModel watch event and queue its reconcile."""
+        meta = body.get("metadata") or {}
+        key = (str(meta.get("namespace")), str(meta.get("name")))
+        if event_type == "DELETED":
+            self.models.pop(key, None)
+            return
+        if _newer(body, self.models.get(key)):
+            self.models[key] = body
+        self.queue.add(key)
+
+    def condition_counts(self) -> dict[tuple[str, str, str], int]:
+        """Models by (condition, status, reason), for the models gauge."""
+        counts: Counter[tuple[str, str, str]] = Counter()
+        for body in self.models.values():
+            for cond in (body.get("status") or {}).get("conditions") or []:
+                counts[(str(cond.get("type")), str(cond.get("status")), str(cond.get("reason")))] += 1
+        return dict(counts)
+
+    # -- lifecycle -----------------------------------------------------------------------------------------
+    async def start(self) -> None:
+        """Start the informers, wait for their first LIST, then start workers and the resync loop."""
+        for informer in [*self.informers.values(), self.pods]:
+            self._tasks.append(asyncio.create_task(informer.run(), name=f"informer-{informer.resource.plural}"))
+        await asyncio.gather(*(i.synced.wait() for i in [*self.informers.values(), self.pods]))
+        for n in range(self.settings.workers):
+            self._tasks.append(asyncio.create_task(self._worker(), name=f"reconcile-worker-{n}"))
+        self._tasks.append(asyncio.create_task(self._resync(), name="resync"))
+
+    async def stop(self) -> None:
+        """Cancel every task the controller started."""
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        self._tasks.clear()
+
+    async def _resync(self) -> None:
+        while True:
+            await asyncio.sleep(self.settings.resync_interval_s)
+            for key in list(self.models):
+                self.queue.add(key)
+
+    async def _worker(self) -> None:
+        while True:
+            key = await self.queue.get()
+            started = time.monotonic()
+            try:
+                await self.reconcile_key(key)
+                self._failures.pop(key, None)
+            except KubeError as exc:
+                self._failures[key] += 1
+                delay_s = min(60.0, 0.5 * 2 ** self._failures[key])
+                logger.warning("reconcile of %s/%s failed (retry in %.1f s): %s", *key, delay_s, exc)
+                self.metrics.reconcile_errors.labels(type(exc).__name__).inc()
+                self.queue.add_after(key, delay_s)
+            finally:
+                self.metrics.reconcile_duration.observe(time.monotonic() - started)
+                self.queue.done(key)
+
+    # -- one reconcile ---------------------------------------------------------------------------------------
+    def observe(self, key: ModelKey) -> Observed:
+        """The children and pods of one model, from the caches."""
+        children = {
+            (kind, name): obj
+            for kind, informer in self.informers.items()
+            for name, obj in informer.objects(key).items()
+        }
+        return Observed(children=children, pods=tuple(self.pods.objects(key).values()))
+
+    async def reconcile_key(self, key: ModelKey) -> None:
+        """Reconcile one DialogueModel: apply what differs, delete what is no longer wanted, write status."""
+        body = self.models.get(key)
+        if body is None:
+            return  # deleted: the garbage collector removes the children through their owner references
+        now = self._clock()
+        try:
+            model = ModelObject.from_body(body)
+        except InvalidSpec as exc:
+            _, _, _, generation = ModelObject.identity(body)
+            previous = ModelObject.parse_status(body)
+            status = status_dict(invalid_status(previous, generation, str(exc), now))
+            if status != status_dict(previous):
+                await self._write_status(key, body, status)
+                await self.api.post_event(body, "Warning", "InvalidSpec", str(exc))
+            self.metrics.reconcile_errors.labels("InvalidSpec").inc()
+            return
+        plan = reconcile(model, self.observe(key), self.settings, now, self._weights(model) if self._weights else None)
+        for obj in plan.apply:
+            applied = await self.api.apply(obj)
+            self.informers[obj["kind"]].put(applied)
+        for kind, name in plan.delete:
+            await self.api.delete(kind, model.namespace, name)
+        if plan.status_changed:
+            await self._write_status(key, body, plan.status)
+        for note in plan.events:
+            await self.api.post_event(body, note.type, note.reason, note.message)
+
+    async def _write_status(self, key: ModelKey, body: dict[str, Any], status: dict[str, Any]) -> None:
+        patch = {k: v for k, v in status.items() if k not in FOREIGN_STATUS_KEYS}
+        await self.api.patch_status(key[0], key[1], patch)
+        current = self.models.get(key)
+        if current is not None:
+            merged = {**(current.get("status") or {}), **patch}
+            self.models[key] = {**current, "status": merged}
