@@ -128,7 +128,8 @@ def _run_go(args: list[str], *, what: str, module: str, cwd: Path | None, env: d
     elapsed = time.monotonic() - started
     if proc.returncode != 0:
         output = (proc.stdout + proc.stderr).strip()
-        tail = "\n".join(output.splitlines()[-_GO_OUTPUT_LINES:])
+        lines = list(dict.fromkeys(output.splitlines()))  # go repeats the same error per package
+        tail = "\n".join(lines[-_GO_OUTPUT_LINES:])
         culprit = _module_of(output, module)
         raise SetupError(
             f"building {what} failed (`{' '.join(args[:2])}` exited {proc.returncode} after {elapsed:.0f} s); "

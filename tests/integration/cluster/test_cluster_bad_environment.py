@@ -1,0 +1,107 @@
+"""A bad environment gets a clear message that names what failed and what to do, never a traceback, and leaves
+no process running: a port already in use, missing binaries, a failed Go build or module download, no etcd."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from e2e.cluster import build
+from e2e.cluster.layout import REPO_ROOT
+from e2e.setup import SetupError
+
+
+def _run(args: list[str], env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, *args], cwd=REPO_ROOT, env={**os.environ, **env}, capture_output=True, text=True, timeout=120
+    )
+
+
+def _processes_mentioning(text: str) -> list[str]:
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit() and int(entry.name) != os.getpid():
+            try:
+                cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+            except OSError:
+                continue
+            if text in cmdline:
+                found.append(f"{entry.name}: {cmdline[:200]}")
+    return found
+
+
+@pytest.fixture
+def held_port() -> tuple[socket.socket, int]:
+    """A listening socket on a port whose next five ports are free too (the cluster takes six)."""
+    for _ in range(50):
+        sock = socket.socket()
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+        if port > 65000:
+            sock.close()
+            continue
+        sock.listen()
+        return sock, port
+    raise RuntimeError("no port found")
+
+
+def test_port_in_use_names_the_port_and_its_process_and_leaves_nothing_running(
+    held_port: tuple[socket.socket, int], tmp_path: Path
+) -> None:
+    sock, port = held_port
+    state = tmp_path / "cluster"
+    with sock:
+        proc = _run(["-m", "e2e.cluster", "up", "--port-base", str(port)], {"DIALOGUE_CLUSTER_DIR": str(state)})
+    assert proc.returncode == 1
+    assert "Traceback" not in proc.stderr
+    assert f"port {port} (for kube-apiserver) is already in use by pid {os.getpid()}" in proc.stderr
+    assert "--port-base" in proc.stderr  # what to do
+    time.sleep(0.2)
+    assert _processes_mentioning(str(state)) == []
+    assert not list((state / "run").glob("*.pid")) if (state / "run").exists() else True
+
+
+def test_missing_binaries_say_to_run_setup(tmp_path: Path) -> None:
+    proc = _run(
+        ["-m", "e2e.cluster", "up", "--port-base", "30100"],
+        {"DIALOGUE_CLUSTER_DIR": str(tmp_path / "cluster"), "DIALOGUE_CACHE": str(tmp_path / "empty-cache")},
+    )
+    assert proc.returncode == 1
+    assert "Traceback" not in proc.stderr
+    assert "binaries are missing" in proc.stderr
+    assert "python -m e2e.setup cluster" in proc.stderr
+    assert _processes_mentioning(str(tmp_path)) == []
+
+
+def test_failed_go_module_download_names_the_module_and_leaves_no_half_cache(tmp_path: Path) -> None:
+    env = {"GOFLAGS": "-mod=mod", "GOPATH": str(Path.home() / "go")}
+    started = time.monotonic()
+    with pytest.raises(SetupError) as failed:
+        build.build_go_tool("kwok", build.KWOK_PACKAGE, "v0.0.0-no-such-version", cache=tmp_path, env=env)
+    message = str(failed.value)
+    assert "building kwok v0.0.0-no-such-version failed" in message
+    assert "sigs.k8s.io/kwok" in message and "v0.0.0-no-such-version" in message
+    assert "Last lines of go's output" in message
+    assert "What to do" in message
+    assert time.monotonic() - started < 90
+    assert list((tmp_path / "bin").iterdir()) == []  # no half-built cache directory left behind
+
+
+def test_failed_kubernetes_build_of_an_unknown_release_is_reported(tmp_path: Path) -> None:
+    with pytest.raises(SetupError) as failed:
+        build.build_kubernetes("v1.35.999", cache=tmp_path, env={"GOFLAGS": "-mod=mod"})
+    message = str(failed.value)
+    assert "Kubernetes v1.35.999" in message
+    assert "k8s.io/kubernetes@v1.35.999" in message
+    assert list((tmp_path / "bin").iterdir()) == []
+
+
+def test_missing_etcd_says_which_apt_package_to_install(tmp_path: Path) -> None:
+    with pytest.raises(SetupError, match=r"apt-get install -y etcd-server"):
+        build.ensure_etcd(tmp_path / "etcd")
