@@ -252,7 +252,7 @@ class PodWorker(threading.Thread):
             self.ctx.event(pod, "Warning", "Failed", f"Error: failed to start container {run.name!r}: {message}")
             self._on_exit(pod, run, 128, reason="StartError", message=message)
             return
-        self.ctx.mount_points.acquire(self.uid, mounts)
+        self.ctx.mount_points.acquire(f"{self.uid}/{run.name}", mounts)
         run.process = ContainerProcess(launch_argv(mounts, workdir, argv), env, self._log_path(run), Path(workdir))
         run.mount_env, run.workdir = env, workdir
         run.waiting_reason = ""
@@ -289,6 +289,8 @@ class PodWorker(threading.Thread):
         run.process = None
         run.ready = run.started = False
         self._drop_futures(run)
+        # The process's mount namespace is gone with it: the host paths it needed can go too.
+        self.ctx.mount_points.release(f"{self.uid}/{run.name}")
         restart = not run.is_init and self.restart_policy == "Always"
         restart = restart or (self.restart_policy in ("Always", "OnFailure") and exit_code != 0)
         restart = restart and not final
@@ -535,7 +537,8 @@ class PodWorker(threading.Thread):
     def _cleanup(self) -> None:
         with self.ctx.ipam_lock:
             self.ctx.ipam.release(self.uid)
-        self.ctx.mount_points.release(self.uid)
+        for run in [*self.init_runs, *self.runs]:
+            self.ctx.mount_points.release(f"{self.uid}/{run.name}")
         if self._gone or self._deleting():
             self.volumes.cleanup()
             with contextlib.suppress(OSError):
