@@ -9,9 +9,9 @@ from dataclasses import dataclass, field
 from typing import Literal, Protocol
 
 from dialogue_operator.autoscale import Observation, ReplicaMetrics
-from dialogue_operator.autoscale import histogram as hist
 from dialogue_runtime.engine.config import SimProfile
 from dialogue_runtime.sim.model import EngineModel, SimRequest
+from dialogue_runtime.vllm_metrics import HistogramData
 
 from e2e.tracesim.metrics import RequestRecord, SimResult
 from e2e.tracesim.trace import TraceRequest
@@ -185,7 +185,8 @@ class Simulation:
             if r.phase == "ready":
                 e = r.engine
                 metrics.append(ReplicaMetrics(r.name, e.num_running, e.num_waiting, e.kv_cache_usage_ratio))
-        buckets = {le: float(sum(1 for v in self._window_ttfts if v <= le)) for le in TTFT_BUCKETS_S}
+        buckets = tuple((le, float(sum(1 for v in self._window_ttfts if v <= le))) for le in TTFT_BUCKETS_S)
+        ttft = HistogramData(buckets, float(len(self._window_ttfts)), sum(self._window_ttfts))
         self._window_ttfts = []
         in_flight = sum(r.in_flight for r in self.replicas if r.phase in ("ready", "draining"))
         return Observation(
@@ -194,7 +195,7 @@ class Simulation:
             replicas=tuple(metrics),
             starting_replicas=self._count("starting"),
             unschedulable_replicas=self._count("pending"),
-            ttft_p95_s=hist.quantile(buckets, 0.95),
+            ttft_p95_s=ttft.quantile(0.95),
             gateway_in_flight=in_flight + len(self.held),
             gateway_held=len(self.held),
         )

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import csv
 import datetime as dt
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
-TRACES_DIR = Path(__file__).resolve().parents[3] / "shared" / "data" / "traces" / "azure2023"
+SHARED_DIR = Path(os.environ.get("DIALOGUE_SHARED_DIR", str(Path(__file__).resolve().parents[3] / "shared")))
+TRACES_DIR = SHARED_DIR / "data" / "traces" / "azure2023"
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,67 @@
+"""One autoscaler tick for one model: census, scrape, decide (async; I/O only through the injected fetch).
+
+The operator calls `autoscale_once` on a timer per DialogueModel with autoscaling on, then applies
+`decision.desired_replicas` to the Deployment and stores `decision.new_state.to_dict()`, `reason` and
+`message` in status (and an Event when the count changes). Nothing here talks to the API server.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+from dialogue_operator.autoscale.collector import Fetch, TtftWindow, scrape_gateways, scrape_pod_metrics
+from dialogue_operator.autoscale.config import PolicyConfig
+from dialogue_operator.autoscale.observation import Observation
+from dialogue_operator.autoscale.pods import census
+from dialogue_operator.autoscale.policy import Decision, decide
+from dialogue_operator.autoscale.state import PolicyState
+
+
+async def autoscale_once(
+    *,
+    config: PolicyConfig,
+    state: Mapping[str, Any] | None,
+    deployment_replicas: int,
+    pods: Iterable[Mapping[str, Any]],
+    fetch: Fetch,
+    now_s: float,
+    namespace: str,
+    model: str,
+    served_model_name: str | None = None,
+    gateway_urls: Sequence[str] = (),
+    ttft_window: TtftWindow | None = None,
+    scale_from_zero_requested: bool = False,
+    timeout_s: float = 2.0,
+) -> Decision:
+    """Decide the replica count of one model now.
+
+    `state`: what the previous decision stored in status (None on first use). `pods`: the model's runtime
+    pods as API JSON. `now_s`: wall-clock epoch seconds (status outlives the process, so not monotonic).
+    `scale_from_zero_requested`: the gateway's `dialogue.dev/scale-from-zero-requested-at` annotation is
+    newer than the last scale-up; it counts as one held request. `ttft_window`: keep one per model across
+    ticks (in kopf's memo) to get TTFT p95 between scrapes.
+    """
+    pod_census = census(pods)
+    engines = await scrape_pod_metrics(pod_census.ready, fetch, timeout_s=timeout_s, model_name=served_model_name)
+    gateway = (
+        await scrape_gateways(gateway_urls, fetch, namespace, model, timeout_s=timeout_s) if gateway_urls else None
+    )
+    held = gateway.held if gateway else 0
+    if scale_from_zero_requested and deployment_replicas == 0:
+        held = max(held, 1)
+    ttft_p95 = ttft_window.update(engines.ttft) if ttft_window is not None else None
+    notes = tuple(f"{pod}: {why}" for pod, why in sorted(engines.failures.items()))
+    obs = Observation(
+        current_replicas=deployment_replicas,
+        ready_replicas=len(pod_census.ready),
+        replicas=engines.replicas,
+        starting_replicas=pod_census.starting,
+        unschedulable_replicas=pod_census.unschedulable,
+        failed_scrapes=len(engines.failures),
+        ttft_p95_s=ttft_p95,
+        gateway_in_flight=(gateway.in_flight + gateway.held) if gateway else None,
+        gateway_held=held,
+        notes=notes,
+    )
+    return decide(PolicyState.from_dict(dict(state) if state else None), obs, now_s, config)
