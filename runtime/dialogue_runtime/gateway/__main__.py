@@ -56,6 +56,12 @@ def make_parser() -> argparse.ArgumentParser:
     p.add_argument("--requests-per-minute", type=int, default=0, help="per API key; 0 = unlimited")
     p.add_argument("--tokens-per-minute", type=int, default=0, help="per API key; 0 = unlimited")
     p.add_argument("--epsilon", type=float, default=d.epsilon, help="bounded-load slack: bound = (1+eps) x mean")
+    p.add_argument(
+        "--routing",
+        choices=["affinity", "least-load", "round-robin"],
+        default=d.routing,
+        help="endpoint choice; the default 'affinity' is CHWBL, the others are benchmark baselines",
+    )
     p.add_argument("--hold-timeout-s", type=float, default=d.hold_timeout_s)
     p.add_argument("--max-held-per-model", type=int, default=d.max_held_per_model)
     p.add_argument("--upstream-read-timeout-s", type=float, default=d.upstream_read_timeout_s)
@@ -83,6 +89,7 @@ def settings_from_args(args: argparse.Namespace) -> GatewaySettings:
         requests_per_minute=args.requests_per_minute,
         tokens_per_minute=args.tokens_per_minute,
         epsilon=args.epsilon,
+        routing=args.routing,
         hold_timeout_s=args.hold_timeout_s,
         max_held_per_model=args.max_held_per_model,
         upstream_read_timeout_s=args.upstream_read_timeout_s,

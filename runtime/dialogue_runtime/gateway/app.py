@@ -64,7 +64,7 @@ def make_discovery(settings: GatewaySettings, registry: Registry, metrics: Gatew
 async def serve(settings: GatewaySettings) -> None:
     """Run until SIGTERM/SIGINT."""
     raise_open_file_limit()
-    registry = Registry(epsilon=settings.epsilon, eject_s=settings.eject_s, clock=time.monotonic)
+    registry = Registry(epsilon=settings.epsilon, eject_s=settings.eject_s, clock=time.monotonic, mode=settings.routing)
     metrics = GatewayMetrics()
     discovery = make_discovery(settings, registry, metrics)
     proxy = Proxy(settings, registry, metrics, on_hold=discovery.notify_hold)

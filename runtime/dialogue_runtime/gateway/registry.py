@@ -12,9 +12,11 @@ import asyncio
 import itertools
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from typing import Literal
 
 from dialogue_runtime.gateway.balancer import (
     DEFAULT_EPSILON,
+    Choice,
     Decision,
     HashRing,
     choose_bounded,
@@ -22,6 +24,8 @@ from dialogue_runtime.gateway.balancer import (
 )
 from dialogue_runtime.gateway.resources import Endpoint, ModelInfo
 from dialogue_runtime.gateway.variants import pick_variant, split_point
+
+RoutingMode = Literal["affinity", "least-load", "round-robin"]
 
 
 @dataclass(frozen=True)
@@ -36,8 +40,16 @@ class Route:
 class Registry:
     """Models by reference, Ready endpoints by model, and this replica's in-flight count per endpoint."""
 
-    def __init__(self, *, epsilon: float = DEFAULT_EPSILON, eject_s: float = 5.0, clock: Callable[[], float]) -> None:
+    def __init__(
+        self,
+        *,
+        epsilon: float = DEFAULT_EPSILON,
+        eject_s: float = 5.0,
+        clock: Callable[[], float],
+        mode: RoutingMode = "affinity",
+    ) -> None:
         self.epsilon = epsilon
+        self.mode = mode
         self.eject_s = eject_s
         self._clock = clock
         self.models: dict[str, ModelInfo] = {}
@@ -122,7 +134,11 @@ class Registry:
         variant = pick_variant(weights, point) or sorted(by_variant)[0]
         candidates = by_variant[variant]
         urls = [e.url for e in candidates]
-        if key is None:
+        choice: Choice | None
+        if self.mode == "round-robin":
+            # Baseline for benchmarks only: ignores both conversation and load.
+            choice = Choice(sorted(urls)[next(self._counter) % len(urls)], "least_load")
+        elif key is None or self.mode == "least-load":
             choice = choose_least_load(urls, self.in_flight, tie_break=next(self._counter))
         else:
             choice = choose_bounded(self._ring(model.ref, variant, urls), key, self.in_flight, epsilon=self.epsilon)

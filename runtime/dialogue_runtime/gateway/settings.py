@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from dialogue_runtime.gateway.balancer import DEFAULT_EPSILON
+from dialogue_runtime.gateway.registry import RoutingMode
 from dialogue_runtime.gateway.validation import Limits
 
 
@@ -30,6 +31,7 @@ class GatewaySettings:
     tokens_per_minute: int = 0
     # Routing.
     epsilon: float = DEFAULT_EPSILON
+    routing: RoutingMode = "affinity"  # least-load and round-robin exist as baselines for benchmarks
     eject_s: float = 5.0
     # Holding at zero.
     hold_timeout_s: float = 300.0

@@ -81,3 +81,13 @@ async def test_held_request_released_when_an_endpoint_appears() -> None:
     registry.set_endpoints(model.ref, [endpoint(1)])
     assert await waiter is True
     assert await registry.wait_for_endpoints("ns/other", timeout_s=0.01) is False
+
+
+def test_baseline_modes_ignore_the_conversation() -> None:
+    clock = FakeClock()
+    registry = Registry(clock=clock, mode="round-robin")
+    model = ModelInfo(namespace="ns", name="m", served_name="smol")
+    registry.set_model(model)
+    registry.set_endpoints(model.ref, [endpoint(1), endpoint(2), endpoint(3)])
+    picks = [r.endpoint.url for r in (registry.route(model, "same-conversation") for _ in range(6)) if r]
+    assert len(set(picks)) == 3
