@@ -28,6 +28,7 @@ from e2e.cluster.podrunner.context import HOST_IP, RunnerContext
 log = logging.getLogger("podrunner")
 
 FOLLOW_POLL_S = 0.2
+FOLLOW_END_IDLE_S = 0.5
 
 
 def tail_bytes(data: bytes, lines: int) -> bytes:
@@ -69,7 +70,12 @@ def _self_signed(directory: Path, node: str) -> tuple[Path, Path]:
 class LogServer:
     """Serves container logs from the runner's state directory on an ephemeral port of 127.0.0.1."""
 
-    def __init__(self, ctx: RunnerContext, find_pod_dir: Callable[[str, str], Path | None]) -> None:
+    def __init__(
+        self,
+        ctx: RunnerContext,
+        find_pod_dir: Callable[[str, str], Path | None],
+        is_running: Callable[[str, str, str], bool],
+    ) -> None:
         find = find_pod_dir
 
         class Handler(BaseHTTPRequestHandler):
@@ -104,9 +110,9 @@ class LogServer:
                 self.end_headers()
                 self.wfile.write(data)
                 if query.get("follow") in ("true", "1"):
-                    self._follow(log_path)
+                    self._follow(log_path, lambda: is_running(namespace, pod, container))
 
-            def _follow(self, log_path: Path) -> None:
+            def _follow(self, log_path: Path, running: Callable[[], bool]) -> None:
                 position = log_path.stat().st_size
                 inode = log_path.stat().st_ino
                 idle_since = time.monotonic()
@@ -125,8 +131,10 @@ class LogServer:
                         self.wfile.write(chunk)
                         self.wfile.flush()
                         idle_since = time.monotonic()
-                    elif ctx.shutting_down.is_set() or time.monotonic() - idle_since > 3600:
-                        return
+                    elif ctx.shutting_down.is_set() or (
+                        time.monotonic() - idle_since > FOLLOW_END_IDLE_S and not running()
+                    ):
+                        return  # like the kubelet: following ends when the container has stopped
                     time.sleep(FOLLOW_POLL_S)
 
             def _send(self, code: int, body: bytes) -> None:

@@ -27,6 +27,7 @@ from e2e.cluster.podrunner.container import (
     termination_message,
 )
 from e2e.cluster.podrunner.context import HOST_IP, RunnerContext
+from e2e.cluster.podrunner.hooks import pre_stop_spec, run_pre_stop_hooks
 from e2e.cluster.podrunner.kubeapi import STRATEGIC_PATCH, ApiError
 from e2e.cluster.podrunner.mounts import Mount, launch_argv
 from e2e.cluster.podrunner.podstatus import conditions, pod_phase
@@ -91,6 +92,9 @@ class PodWorker(threading.Thread):
     def wake(self) -> None:
         self._wake.set()
 
+    def container_running(self, name: str) -> bool:
+        return any(r.name == name and r.process is not None for r in [*self.init_runs, *self.runs])
+
     # ---- the pod's thread ----------------------------------------------------------------------------------
     def run(self) -> None:
         try:
@@ -139,6 +143,9 @@ class PodWorker(threading.Thread):
         self._publish(pod)
 
     def _setup_sandbox(self, pod: Mapping[str, Any]) -> None:
+        if not self.pod_ip and (pod.get("spec") or {}).get("hostNetwork"):
+            self.pod_ip = HOST_IP  # the node's own network: the pod IP is the host IP, nothing to allocate
+            self.start_time = str((pod.get("status") or {}).get("startTime") or now_iso())
         if not self.pod_ip:
             previous_ip = str((pod.get("status") or {}).get("podIP") or "")
             with self.ctx.ipam_lock:
@@ -513,6 +520,13 @@ class PodWorker(threading.Thread):
     def _stop_processes(self, grace_s: float) -> None:
         runs = [r for r in [*self.init_runs, *self.runs] if r.process is not None]
         processes = [r.process for r in runs if r.process is not None]
+        hooks = []
+        for run in runs:
+            hook = pre_stop_spec(run.spec, grace_s)
+            if hook is not None and run.process is not None and grace_s > 0:
+                hooks.append((hook, CheckTarget(self.pod_ip, run.process.pid, run.mount_env, run.workdir)))
+        if hooks:
+            grace_s -= run_pre_stop_hooks(hooks, grace_s)
         stop_all(processes, grace_s)
         for run in runs:
             code = run.process.popen.returncode if run.process is not None else None

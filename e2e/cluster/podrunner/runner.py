@@ -83,7 +83,7 @@ class Runner:
 
     def run(self) -> None:
         if self.config.serve_logs:
-            self.log_server = LogServer(self.ctx, self._find_pod_dir)
+            self.log_server = LogServer(self.ctx, self._find_pod_dir, self._container_running)
             self.log_server.start()
             self.shape = NodeShape(**{**vars(self.shape), "kubelet_port": self.log_server.port})
         register(self.client, self.shape)
@@ -131,6 +131,11 @@ class Runner:
         pods = self.config.state_dir / "pods"
         matches = sorted(pods.glob(f"{namespace}_{name}_*"), key=lambda p: p.stat().st_mtime) if pods.is_dir() else []
         return matches[-1] if matches else None
+
+    def _container_running(self, namespace: str, name: str, container: str) -> bool:
+        with self._workers_lock:
+            workers = [w for w in self.workers.values() if w.key == f"{namespace}/{name}"]
+        return any(w.container_running(container) for w in workers)
 
     # ---- threads -------------------------------------------------------------------------------------------
     def _heartbeat_loop(self) -> None:

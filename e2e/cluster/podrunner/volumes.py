@@ -72,7 +72,7 @@ class PodVolumes:
             path.chmod(0o777)
             return path
         if "hostPath" in volume:
-            return _host_path(volume["hostPath"], name)
+            return host_path_volume(volume["hostPath"], name)
         if "persistentVolumeClaim" in volume:
             return self._claim(namespace, str(volume["persistentVolumeClaim"]["claimName"]))
         target = self.pod_dir / "volumes" / name
@@ -84,7 +84,7 @@ class PodVolumes:
             ref.setdefault("name", ref.get("secretName", ""))
             files = self._secret_files(namespace, ref, name)
         elif "downwardAPI" in volume:
-            files = _downward_files(pod, volume["downwardAPI"], volume["downwardAPI"].get("defaultMode", DEFAULT_MODE))
+            files = downward_files(pod, volume["downwardAPI"], volume["downwardAPI"].get("defaultMode", DEFAULT_MODE))
         elif "projected" in volume:
             files = self._projected_files(pod, volume["projected"], name)
         else:
@@ -115,12 +115,12 @@ class PodVolumes:
         if obj is not None:
             data = {k: v.encode() for k, v in (obj.get("data") or {}).items()}
             data.update({k: base64.b64decode(v) for k, v in (obj.get("binaryData") or {}).items()})
-        return _key_files(data, ref, f'configmap "{ref.get("name", "")}"', volume)
+        return key_files(data, ref, f'configmap "{ref.get("name", "")}"', volume)
 
     def _secret_files(self, namespace: str, ref: Mapping[str, Any], volume: str) -> dict[str, tuple[bytes, int]]:
         obj = self.client.get_or_none(f"/api/v1/namespaces/{namespace}/secrets/{ref.get('name', '')}")
         data = None if obj is None else {k: base64.b64decode(v) for k, v in (obj.get("data") or {}).items()}
-        return _key_files(data, ref, f'secret "{ref.get("name", "")}"', volume)
+        return key_files(data, ref, f'secret "{ref.get("name", "")}"', volume)
 
     def _projected_files(
         self, pod: Mapping[str, Any], projected: Mapping[str, Any], volume: str
@@ -136,7 +136,7 @@ class PodVolumes:
                 ref = {"defaultMode": mode, **source["secret"]}
                 files.update(self._secret_files(namespace, ref, volume))
             elif "downwardAPI" in source:
-                files.update(_downward_files(pod, source["downwardAPI"], mode))
+                files.update(downward_files(pod, source["downwardAPI"], mode))
             elif "serviceAccountToken" in source:
                 token_source = source["serviceAccountToken"]
                 files[str(token_source.get("path", "token"))] = (self._token(pod, token_source).encode(), mode)
@@ -191,7 +191,7 @@ class PodVolumes:
         self._written[volume] = written
 
 
-def _key_files(
+def key_files(
     data: Mapping[str, bytes] | None, ref: Mapping[str, Any], what: str, volume: str
 ) -> dict[str, tuple[bytes, int]]:
     mode = int(ref.get("defaultMode", DEFAULT_MODE))
@@ -213,7 +213,7 @@ def _key_files(
     return files
 
 
-def _downward_files(pod: Mapping[str, Any], spec: Mapping[str, Any], mode: int) -> dict[str, tuple[bytes, int]]:
+def downward_files(pod: Mapping[str, Any], spec: Mapping[str, Any], mode: int) -> dict[str, tuple[bytes, int]]:
     files: dict[str, tuple[bytes, int]] = {}
     containers = {c["name"]: c for c in (pod.get("spec") or {}).get("containers") or []}
     for item in spec.get("items") or []:
@@ -230,7 +230,7 @@ def _downward_files(pod: Mapping[str, Any], spec: Mapping[str, Any], mode: int) 
     return files
 
 
-def _host_path(spec: Mapping[str, Any], name: str) -> Path:
+def host_path_volume(spec: Mapping[str, Any], name: str) -> Path:
     path = Path(str(spec["path"]))
     kind = spec.get("type") or ""
     if kind in ("", "DirectoryOrCreate") and not path.exists():
