@@ -11,9 +11,15 @@ from __future__ import annotations
 import contextlib
 import shlex
 import threading
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
+
+from e2e.cluster.podrunner.envvars import expand
+from e2e.cluster.podrunner.volumes import VolumeError
+
+READ_ONLY_KINDS = ("configMap", "secret", "projected", "downwardAPI")
 
 
 @dataclass(frozen=True)
@@ -27,6 +33,30 @@ class Mount:
     @property
     def is_file(self) -> bool:
         return self.source.is_file()
+
+
+def container_mounts(
+    pod: Mapping[str, Any], container: Mapping[str, Any], volume_paths: Mapping[str, Path], env: Mapping[str, str]
+) -> list[Mount]:
+    """The container's volumeMounts as bind mounts (subPath/subPathExpr resolved; configMap, secret, projected and
+    downwardAPI volumes are read-only, as on a kubelet). Raises VolumeError."""
+    mounts: list[Mount] = []
+    volumes = {v["name"]: v for v in (pod.get("spec") or {}).get("volumes") or []}
+    for mount in container.get("volumeMounts") or []:
+        name = str(mount["name"])
+        if name not in volume_paths:
+            raise VolumeError(f"volumeMount {name} of container {container.get('name')} names no volume of the pod")
+        source = volume_paths[name]
+        sub_path = str(mount.get("subPath") or "") or expand(str(mount.get("subPathExpr") or ""), env)
+        if sub_path:
+            if ".." in Path(sub_path).parts or Path(sub_path).is_absolute():
+                raise VolumeError(f"volumeMount {name}: subPath {sub_path!r} must be relative, without '..'")
+            source = source / sub_path
+            if not source.exists():
+                source.mkdir(parents=True, exist_ok=True)
+        read_only = bool(mount.get("readOnly")) or any(k in volumes.get(name, {}) for k in READ_ONLY_KINDS)
+        mounts.append(Mount(source, Path(str(mount["mountPath"])), read_only))
+    return mounts
 
 
 def launch_argv(mounts: Sequence[Mount], workdir: str, argv: Sequence[str]) -> list[str]:

@@ -93,3 +93,59 @@ def conditions(
         condition["reason"] = reason or None
         result.append(condition)
     return result
+
+
+def pod_status(
+    pod: Mapping[str, Any],
+    *,
+    phase: str,
+    init_statuses: Sequence[Mapping[str, Any]],
+    statuses: Sequence[Mapping[str, Any]],
+    sandbox_ready: bool,
+    pod_ip: str,
+    host_ip: str,
+    start_time: str,
+    now: str,
+) -> dict[str, Any]:
+    """The status the runner patches: phase, IPs, conditions and the container statuses (atomic lists)."""
+    initialized = all((s.get("state") or {}).get("terminated", {}).get("exitCode") == 0 for s in init_statuses)
+    gates = [str(g.get("conditionType")) for g in (pod.get("spec") or {}).get("readinessGates") or []]
+    status: dict[str, Any] = {
+        "phase": phase,
+        "hostIP": host_ip,
+        "hostIPs": [{"ip": host_ip}],
+        "startTime": start_time,
+        "conditions": conditions(
+            (pod.get("status") or {}).get("conditions") or [],
+            sandbox_ready=sandbox_ready,
+            initialized=initialized,
+            containers_ready=bool(statuses) and all(s.get("ready") for s in statuses),
+            readiness_gates=gates,
+            phase=phase,
+            now=now,
+        ),
+        "containerStatuses": list(statuses),  # an atomic list: a patch replaces it whole
+        "qosClass": (pod.get("status") or {}).get("qosClass") or "BestEffort",
+    }
+    if init_statuses:
+        status["initContainerStatuses"] = list(init_statuses)
+    if pod_ip:
+        status["podIP"] = pod_ip
+        status["podIPs"] = [{"ip": pod_ip}]
+    return status
+
+
+def grace_period_s(pod: Mapping[str, Any]) -> float:
+    """Seconds between SIGTERM and SIGKILL: the deletion's grace period, else the spec's (default 30)."""
+    meta = pod["metadata"]
+    if meta.get("deletionGracePeriodSeconds") is not None:
+        return float(meta["deletionGracePeriodSeconds"])
+    value = (pod.get("spec") or {}).get("terminationGracePeriodSeconds")
+    return float(value) if value is not None else 30.0
+
+
+def with_runner_ips(pod: Mapping[str, Any], pod_ip: str, host_ip: str) -> dict[str, Any]:
+    """The pod as the downward API must see it: with the IPs the runner assigned."""
+    status = dict(pod.get("status") or {})
+    status.update({"podIP": pod_ip, "podIPs": [{"ip": pod_ip}], "hostIP": host_ip, "hostIPs": [{"ip": host_ip}]})
+    return {**pod, "status": status}

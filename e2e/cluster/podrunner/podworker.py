@@ -10,7 +10,6 @@ import threading
 import time
 import traceback
 from collections.abc import Mapping
-from concurrent.futures import Future
 from pathlib import Path
 from typing import Any
 
@@ -28,11 +27,14 @@ from e2e.cluster.podrunner.container import (
 )
 from e2e.cluster.podrunner.context import HOST_IP, RunnerContext
 from e2e.cluster.podrunner.hooks import pre_stop_spec, run_pre_stop_hooks
-from e2e.cluster.podrunner.kubeapi import STRATEGIC_PATCH, ApiError
-from e2e.cluster.podrunner.mounts import Mount, launch_argv
-from e2e.cluster.podrunner.podstatus import conditions, pod_phase
-from e2e.cluster.podrunner.probes import CheckTarget, ProbeConfigError, ProbeSpec, ProbeTracker, run_check
-from e2e.cluster.podrunner.volumes import PodVolumes, VolumeError
+from e2e.cluster.podrunner.ipam import IPExhausted
+from e2e.cluster.podrunner.kubeapi import ApiError
+from e2e.cluster.podrunner.mounts import Mount, container_mounts, launch_argv
+from e2e.cluster.podrunner.podapi import delete_now, object_source, patch_status
+from e2e.cluster.podrunner.podstatus import grace_period_s, pod_phase, pod_status, with_runner_ips
+from e2e.cluster.podrunner.prober import Prober
+from e2e.cluster.podrunner.probes import CheckTarget
+from e2e.cluster.podrunner.volumes import PodVolumes, VolumeError, memory_dir
 
 log = logging.getLogger("podrunner")
 
@@ -71,10 +73,10 @@ class PodWorker(threading.Thread):
         self.start_time = ""
         self.sandbox_ready = False
         self.init_failed = False
-        self.volumes = PodVolumes(ctx.client, self.pod_dir, ctx.state_dir, _shm_dir(ctx, pod))
+        self.volumes = PodVolumes(ctx.client, self.pod_dir, ctx.state_dir, memory_dir(ctx.node_name, pod))
         self._volume_paths: dict[str, Path] = {}
         self._volumes_at = 0.0
-        self._futures: dict[tuple[str, str, int], Future[tuple[bool, str]]] = {}
+        self.prober = Prober(ctx.probe_pool, lambda kind, reason, message: ctx.event(self.pod, kind, reason, message))
         self._last_status: dict[str, Any] | None = None
         self._phase = str((pod.get("status") or {}).get("phase") or "Pending")
         self._sandbox_message = ""
@@ -120,6 +122,8 @@ class PodWorker(threading.Thread):
                 return
             if self._phase not in ("Succeeded", "Failed"):
                 self._sync()
+                if self._phase in ("Succeeded", "Failed"):
+                    self._release_ip()  # the sandbox of a finished pod is gone; its status keeps the IP
             self._wake.wait(TICK_S if self._phase not in ("Succeeded", "Failed") else 5.0)
             self._wake.clear()
 
@@ -148,12 +152,17 @@ class PodWorker(threading.Thread):
             self.start_time = str((pod.get("status") or {}).get("startTime") or now_iso())
         if not self.pod_ip:
             previous_ip = str((pod.get("status") or {}).get("podIP") or "")
-            with self.ctx.ipam_lock:
-                if not (previous_ip and self.ctx.ipam.reserve(self.uid, previous_ip)):
-                    previous_ip = self.ctx.ipam.allocate(self.uid)
+            try:
+                with self.ctx.ipam_lock:
+                    if not (previous_ip and self.ctx.ipam.reserve(self.uid, previous_ip)):
+                        previous_ip = self.ctx.ipam.allocate(self.uid)
+            except IPExhausted as exc:  # like a CNI failure: the sandbox waits until an address is free
+                for run in [*self.init_runs, *self.runs]:
+                    run.waiting_reason, run.waiting_message = "ContainerCreating", f"FailedCreatePodSandBox: {exc}"
+                return
             self.pod_ip = previous_ip
             self.start_time = str((pod.get("status") or {}).get("startTime") or now_iso())
-        with_ip = _with_status(pod, self.pod_ip)
+        with_ip = with_runner_ips(pod, self.pod_ip, HOST_IP)
         try:
             self._volume_paths = self.volumes.materialize(with_ip)
         except (VolumeError, ApiError, OSError) as exc:
@@ -172,7 +181,7 @@ class PodWorker(threading.Thread):
     def _refresh_volumes(self, pod: Mapping[str, Any]) -> None:
         self._volumes_at = time.monotonic()
         try:
-            self.volumes.materialize(_with_status(pod, self.pod_ip))
+            self.volumes.materialize(with_runner_ips(pod, self.pod_ip, HOST_IP))
         except (VolumeError, ApiError, OSError) as exc:
             log.warning("pod %s: refreshing volumes: %s", self.key, exc)
 
@@ -193,7 +202,9 @@ class PodWorker(threading.Thread):
         if run.process is not None:
             code = run.process.poll()
             if code is None:
-                self._probe(pod, run, now)
+                failed = self.prober.step(run, self.pod_ip, now)
+                if failed is not None:
+                    self._kill(pod, run, f"failed {failed[0]} probe", failed[1].termination_grace_s)
                 return
             self._on_exit(pod, run, exit_code_of(code))
         if run.restart_at is not None and now >= run.restart_at:
@@ -212,9 +223,9 @@ class PodWorker(threading.Thread):
             return
         try:
             declared = envvars.container_env(
-                _with_status(pod, self.pod_ip),
+                with_runner_ips(pod, self.pod_ip, HOST_IP),
                 spec,
-                envvars.ObjectSource(secret=self._secret_data, configmap=self._configmap_data),
+                object_source(self.ctx.client),
                 envvars.service_env(self.ctx.api_host, self.ctx.api_port),
                 self.ctx.allocatable,
             )
@@ -237,7 +248,9 @@ class PodWorker(threading.Thread):
         message_file = container_dir / "termination-log"
         message_file.write_bytes(b"")
         try:
-            mounts = self._mounts(pod, run, declared, message_file)
+            message_path = Path(str(spec.get("terminationMessagePath") or DEFAULT_MESSAGE_PATH))
+            mounts = container_mounts(pod, spec, self._volume_paths, declared)
+            mounts.append(Mount(message_file, message_path))
         except VolumeError as exc:
             run.waiting_reason, run.waiting_message = "CreateContainerConfigError", str(exc)
             run.restart_at = time.monotonic() + 2.0
@@ -265,8 +278,7 @@ class PodWorker(threading.Thread):
         run.waiting_reason = ""
         run.terminated = None
         run.ready = False
-        self._init_probes(pod, run)
-        run.started = "startup" not in run.probes
+        self.prober.reset(run)
         self.ctx.event(pod, "Normal", "Started", f"Started container {run.name}")
         log.info("pod %s: started container %s (pid %d): %s", self.key, run.name, run.process.pid, argv)
 
@@ -295,7 +307,7 @@ class PodWorker(threading.Thread):
         )
         run.process = None
         run.ready = run.started = False
-        self._drop_futures(run)
+        self.prober.drop(run)
         # The process's mount namespace is gone with it: the host paths it needed can go too.
         self.ctx.mount_points.release(f"{self.uid}/{run.name}")
         restart = not run.is_init and self.restart_policy == "Always"
@@ -322,96 +334,12 @@ class PodWorker(threading.Thread):
         if run.process is None:
             return
         self.ctx.event(pod, "Normal", "Killing", f"Container {run.name} {why}, will be restarted")
-        grace = grace_s if grace_s is not None else _grace_s(pod)
+        grace = grace_s if grace_s is not None else grace_period_s(pod)
         process = run.process
         stop_all([process], grace)
         self._on_exit(pod, run, exit_code_of(process.popen.returncode or -9))
 
-    # ---- probes --------------------------------------------------------------------------------------------
-    def _init_probes(self, pod: Mapping[str, Any], run: ContainerRun) -> None:
-        run.probes = {}
-        now = time.monotonic()
-        ports = run.spec.get("ports") or []
-        for kind in ("startup", "liveness", "readiness"):
-            probe = run.spec.get(f"{kind}Probe")
-            if not probe or run.is_init:
-                continue
-            try:
-                spec = ProbeSpec.parse(probe, ports)
-            except ProbeConfigError as exc:
-                self.ctx.event(pod, "Warning", "Unhealthy", f"{kind} probe of {run.name} cannot run: {exc}")
-                continue
-            run.probes[kind] = ProbeTracker(spec, now, initial=None)
-
-    def _probe(self, pod: Mapping[str, Any], run: ContainerRun, now: float) -> None:
-        if run.process is None:
-            return
-        if not run.probes.get("readiness") and run.started:
-            run.ready = True
-        active = ["startup"] if not run.started else ["liveness", "readiness"]
-        for kind in active:
-            tracker = run.probes.get(kind)
-            if tracker is None:
-                continue
-            key = (run.name, kind, run.restart_count)
-            future = self._futures.get(key)
-            if future is not None and future.done():
-                del self._futures[key]
-                ok, message = future.result()
-                changed = tracker.record(ok, time.monotonic())
-                if not ok:
-                    self.ctx.event(pod, "Warning", "Unhealthy", f"{kind.capitalize()} probe failed: {message}")
-                if kind == "startup" and tracker.result is True:
-                    run.started = True
-                    run.ready = "readiness" not in run.probes
-                elif kind == "readiness":
-                    run.ready = tracker.result is True
-                elif tracker.result is False and changed:
-                    why = f"failed {kind} probe"
-                    self._kill(pod, run, why, tracker.spec.termination_grace_s)
-                    return
-            elif future is None and tracker.due(now):
-                tracker.last_run_at = now
-                target = CheckTarget(self.pod_ip, run.process.pid, run.mount_env, run.workdir)
-                self._futures[key] = self.ctx.probe_pool.submit(run_check, tracker.spec, target)
-
-    def _drop_futures(self, run: ContainerRun) -> None:
-        for key in [k for k in self._futures if k[0] == run.name]:
-            self._futures.pop(key).cancel()
-
     # ---- helpers -------------------------------------------------------------------------------------------
-    def _mounts(
-        self, pod: Mapping[str, Any], run: ContainerRun, env: Mapping[str, str], message_file: Path
-    ) -> list[Mount]:
-        mounts: list[Mount] = []
-        read_only_kinds = ("configMap", "secret", "projected", "downwardAPI")
-        kinds = {v["name"]: v for v in (pod.get("spec") or {}).get("volumes") or []}
-        for mount in run.spec.get("volumeMounts") or []:
-            name = str(mount["name"])
-            if name not in self._volume_paths:
-                raise VolumeError(f"volumeMount {name} of container {run.name} names no volume of the pod")
-            source = self._volume_paths[name]
-            sub_path = str(mount.get("subPath") or "") or envvars.expand(str(mount.get("subPathExpr") or ""), env)
-            if sub_path:
-                if ".." in Path(sub_path).parts or Path(sub_path).is_absolute():
-                    raise VolumeError(f"volumeMount {name}: subPath {sub_path!r} must be relative, without '..'")
-                source = source / sub_path
-                if not source.exists():
-                    source.mkdir(parents=True, exist_ok=True)
-            read_only = bool(mount.get("readOnly")) or any(k in kinds.get(name, {}) for k in read_only_kinds)
-            mounts.append(Mount(source, Path(str(mount["mountPath"])), read_only))
-        message_path = str(run.spec.get("terminationMessagePath") or DEFAULT_MESSAGE_PATH)
-        mounts.append(Mount(message_file, Path(message_path)))
-        return mounts
-
-    def _secret_data(self, namespace: str, name: str) -> Mapping[str, str] | None:
-        obj = self.ctx.client.get_or_none(f"/api/v1/namespaces/{namespace}/secrets/{name}")
-        return None if obj is None else dict(obj.get("data") or {})
-
-    def _configmap_data(self, namespace: str, name: str) -> Mapping[str, str] | None:
-        obj = self.ctx.client.get_or_none(f"/api/v1/namespaces/{namespace}/configmaps/{name}")
-        return None if obj is None else dict(obj.get("data") or {})
-
     def _log_path(self, run: ContainerRun) -> Path:
         return self.pod_dir / f"{run.name}.log"
 
@@ -423,32 +351,17 @@ class PodWorker(threading.Thread):
         if self._phase == "Failed" and phase != "Failed":  # set by _fail_pod: stays
             phase = "Failed"
         self._phase = phase
-        initialized = all((s.get("state") or {}).get("terminated", {}).get("exitCode") == 0 for s in init_statuses)
-        previous = (pod.get("status") or {}).get("conditions") or []
-        gates = [str(g.get("conditionType")) for g in (pod.get("spec") or {}).get("readinessGates") or []]
-        status: dict[str, Any] = {
-            "phase": phase,
-            "hostIP": HOST_IP,
-            "hostIPs": [{"ip": HOST_IP}],
-            "startTime": self.start_time or now_iso(),
-            "conditions": conditions(
-                previous,
-                sandbox_ready=self.sandbox_ready,
-                initialized=initialized,
-                containers_ready=bool(self.runs) and all(r.ready for r in self.runs),
-                readiness_gates=gates,
-                phase=phase,
-                now=now_iso(),
-            ),
-            "containerStatuses": statuses,  # an atomic list: a patch replaces it whole
-            "qosClass": (pod.get("status") or {}).get("qosClass") or "BestEffort",
-        }
-        if init_statuses:
-            status["initContainerStatuses"] = init_statuses
-        if self.pod_ip:
-            status["podIP"] = self.pod_ip
-            status["podIPs"] = [{"ip": self.pod_ip}]
-        return status
+        return pod_status(
+            pod,
+            phase=phase,
+            init_statuses=init_statuses,
+            statuses=statuses,
+            sandbox_ready=self.sandbox_ready,
+            pod_ip=self.pod_ip,
+            host_ip=HOST_IP,
+            start_time=self.start_time or now_iso(),
+            now=now_iso(),
+        )
 
     def _publish(self, pod: Mapping[str, Any], extra: Mapping[str, Any] | None = None) -> None:
         status = self._status(pod)
@@ -460,11 +373,8 @@ class PodWorker(threading.Thread):
         ]
         if comparable == self._last_status:
             return
-        meta = pod["metadata"]
-        path = f"/api/v1/namespaces/{meta['namespace']}/pods/{meta['name']}/status"
-        body = {"metadata": {"uid": meta["uid"]}, "status": status}
         try:
-            answer = self.ctx.client.request("PATCH", path, body=body, content_type=STRATEGIC_PATCH, timeout_s=10)
+            answer = patch_status(self.ctx.client, pod, status)
         except ApiError as exc:
             if exc.status == 404:
                 self._gone = True
@@ -492,7 +402,7 @@ class PodWorker(threading.Thread):
     def _terminate(self) -> None:
         pod = self.pod
         shutdown = self.ctx.shutting_down.is_set() and not self._deleting() and not self._gone
-        grace_s = _grace_s(pod)
+        grace_s = grace_period_s(pod)
         if shutdown:
             grace_s = min(grace_s, self.ctx.shutdown_grace_s)
         if any(r.process is not None for r in [*self.init_runs, *self.runs]):
@@ -533,51 +443,20 @@ class PodWorker(threading.Thread):
             self._on_exit(self.pod, run, exit_code_of(code if code is not None else -9), final=True)
 
     def _delete_object(self) -> None:
-        meta = self.pod["metadata"]
-        body = {
-            "kind": "DeleteOptions",
-            "apiVersion": "v1",
-            "gracePeriodSeconds": 0,
-            "preconditions": {"uid": self.uid},
-        }
         try:
-            self.ctx.client.request(
-                "DELETE", f"/api/v1/namespaces/{meta['namespace']}/pods/{meta['name']}", body=body, timeout_s=10
-            )
+            delete_now(self.ctx.client, self.pod)
         except ApiError as exc:
-            if exc.status not in (404, 409):
-                log.warning("pod %s: final delete failed: %s", self.key, exc)
+            log.warning("pod %s: final delete failed: %s", self.key, exc)
 
-    def _cleanup(self) -> None:
+    def _release_ip(self) -> None:
         with self.ctx.ipam_lock:
             self.ctx.ipam.release(self.uid)
+
+    def _cleanup(self) -> None:
+        self._release_ip()
         for run in [*self.init_runs, *self.runs]:
             self.ctx.mount_points.release(f"{self.uid}/{run.name}")
         if self._gone or self._deleting():
             self.volumes.cleanup()
             with contextlib.suppress(OSError):
                 shutil.rmtree(self.pod_dir / "work", ignore_errors=True)
-
-
-def _grace_s(pod: Mapping[str, Any]) -> float:
-    meta = pod["metadata"]
-    if meta.get("deletionGracePeriodSeconds") is not None:
-        return float(meta["deletionGracePeriodSeconds"])
-    value = (pod.get("spec") or {}).get("terminationGracePeriodSeconds")
-    return float(value) if value is not None else 30.0
-
-
-def _with_status(pod: Mapping[str, Any], pod_ip: str) -> dict[str, Any]:
-    """The pod as the downward API must see it: with the IPs the runner assigned."""
-    status = dict(pod.get("status") or {})
-    status.update({"podIP": pod_ip, "podIPs": [{"ip": pod_ip}], "hostIP": HOST_IP, "hostIPs": [{"ip": HOST_IP}]})
-    return {**pod, "status": status}
-
-
-def _shm_dir(ctx: RunnerContext, pod: Mapping[str, Any]) -> Path | None:
-    uses_memory = any(
-        (v.get("emptyDir") or {}).get("medium") == "Memory" for v in (pod.get("spec") or {}).get("volumes") or []
-    )
-    if not uses_memory or not Path("/dev/shm").is_dir():
-        return None
-    return Path("/dev/shm") / "dialogue-podrunner" / ctx.node_name / str(pod["metadata"]["uid"])

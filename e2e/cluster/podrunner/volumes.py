@@ -244,3 +244,13 @@ def host_path_volume(spec: Mapping[str, Any], name: str) -> Path:
     if kind in ("CharDevice", "BlockDevice") and not path.exists():
         raise VolumeError(f"volume {name}: hostPath {path} does not exist")
     return path
+
+
+def memory_dir(node: str, pod: Mapping[str, Any]) -> Path | None:
+    """Where the pod's `emptyDir: {medium: Memory}` volumes live (tmpfs), or None when it has none."""
+    uses_memory = any(
+        (v.get("emptyDir") or {}).get("medium") == "Memory" for v in (pod.get("spec") or {}).get("volumes") or []
+    )
+    if not uses_memory or not SHM_ROOT.is_dir():
+        return None
+    return SHM_ROOT / "dialogue-podrunner" / node / str(pod["metadata"]["uid"])
