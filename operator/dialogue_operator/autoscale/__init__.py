@@ -4,8 +4,10 @@ from dialogue_operator.autoscale.config import AutoscalingSpecLike, PolicyConfig
 from dialogue_operator.autoscale.observation import Observation, ReplicaMetrics
 from dialogue_operator.autoscale.policy import Decision, Reason, decide
 from dialogue_operator.autoscale.state import PolicyState
+from dialogue_operator.autoscale.status import DESIRED_REPLICAS, autoscaling_status, state_from_status
 
 __all__ = [
+    "DESIRED_REPLICAS",
     "AutoscalingSpecLike",
     "Decision",
     "Observation",
@@ -13,5 +15,7 @@ __all__ = [
     "PolicyState",
     "Reason",
     "ReplicaMetrics",
+    "autoscaling_status",
     "decide",
+    "state_from_status",
 ]

@@ -1,13 +1,15 @@
 """One autoscaler tick for one model: census, scrape, decide (async; I/O only through the injected fetch).
 
-The operator calls `autoscale_once` on a timer per DialogueModel with autoscaling on, then applies
-`decision.desired_replicas` to the Deployment and stores `decision.new_state.to_dict()`, `reason` and
-`message` in status (and an Event when the count changes). Nothing here talks to the API server.
+The operator calls `autoscale_once` on a timer per DialogueModel with autoscaling on and patches the returned
+`status` into `status.autoscaling` (the reconcile applies its `desiredReplicas` to the Deployment), emitting an
+Event with `decision.reason`/`decision.message` when the count changes. Nothing here talks to the API server.
 """
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from dialogue_operator.autoscale.collector import Fetch, TtftWindow, scrape_gateways, scrape_pod_metrics
@@ -15,13 +17,21 @@ from dialogue_operator.autoscale.config import PolicyConfig
 from dialogue_operator.autoscale.observation import Observation
 from dialogue_operator.autoscale.pods import census
 from dialogue_operator.autoscale.policy import Decision, decide
-from dialogue_operator.autoscale.state import PolicyState
+from dialogue_operator.autoscale.status import autoscaling_status, state_from_status
+
+
+@dataclass(frozen=True)
+class Tick:
+    """One tick's outcome: the decision and the complete new `status.autoscaling` object."""
+
+    decision: Decision
+    status: dict[str, Any]
 
 
 async def autoscale_once(
     *,
     config: PolicyConfig,
-    state: Mapping[str, Any] | None,
+    previous_status: Mapping[str, Any] | None,
     deployment_replicas: int,
     pods: Iterable[Mapping[str, Any]],
     fetch: Fetch,
@@ -33,10 +43,10 @@ async def autoscale_once(
     ttft_window: TtftWindow | None = None,
     scale_from_zero_requested: bool = False,
     timeout_s: float = 2.0,
-) -> Decision:
+) -> Tick:
     """Decide the replica count of one model now.
 
-    `state`: what the previous decision stored in status (None on first use). `pods`: the model's runtime
+    `previous_status`: the model's current `status.autoscaling` (None on first use). `pods`: the model's runtime
     pods as API JSON. `now_s`: wall-clock epoch seconds (status outlives the process, so not monotonic).
     `scale_from_zero_requested`: the gateway's `dialogue.dev/scale-from-zero-requested-at` annotation is
     newer than the last scale-up; it counts as one held request. `ttft_window`: keep one per model across
@@ -64,4 +74,6 @@ async def autoscale_once(
         gateway_held=held,
         notes=notes,
     )
-    return decide(PolicyState.from_dict(dict(state) if state else None), obs, now_s, config)
+    decision = decide(state_from_status(previous_status), obs, now_s, config)
+    now_rfc3339 = dt.datetime.fromtimestamp(now_s, dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return Tick(decision, autoscaling_status(decision, previous_status, deployment_replicas, now_rfc3339))

@@ -162,9 +162,9 @@ async def test_gateway_counts_from_the_gateways_own_metrics():
 async def test_tick_scales_up_from_busy_engines():
     fetch = FakeFetch({url("127.0.0.1"): loaded(running=14), url("127.0.0.2"): loaded(running=14)})
     cfg = PolicyConfig(min_replicas=1, max_replicas=10, target_in_flight_per_replica=10)
-    decision = await autoscale_once(
+    tick = await autoscale_once(
         config=cfg,
-        state=None,
+        previous_status=None,
         deployment_replicas=2,
         pods=[pod("a", "127.0.0.1"), pod("b", "127.0.0.2")],
         fetch=fetch,
@@ -173,9 +173,11 @@ async def test_tick_scales_up_from_busy_engines():
         model="smol",
         served_model_name="smollm2",
     )
-    assert decision.desired_replicas == 3
-    assert decision.reason == Reason.LOAD_ABOVE_TARGET
-    assert decision.new_state.to_dict()["loadSamples"] == [[1000.0, 28.0]]
+    assert tick.decision.desired_replicas == 3
+    assert tick.decision.reason == Reason.LOAD_ABOVE_TARGET
+    assert tick.status["desiredReplicas"] == 3
+    assert tick.status["state"]["loadSamples"] == [[1000.0, 28.0]]
+    assert tick.status["lastScaleTime"] == "1970-01-01T00:16:40Z"
 
 
 async def test_unanswered_scrapes_never_scale_to_zero():
@@ -183,9 +185,9 @@ async def test_unanswered_scrapes_never_scale_to_zero():
     cfg = PolicyConfig(min_replicas=0, max_replicas=10, target_in_flight_per_replica=10, scale_to_zero_after_s=0)
     state = None
     for t in range(0, 1200, 10):
-        decision = await autoscale_once(
+        tick = await autoscale_once(
             config=cfg,
-            state=state,
+            previous_status=state,
             deployment_replicas=2,
             pods=[pod("a", "127.0.0.1"), pod("b", "127.0.0.2")],
             fetch=fetch,
@@ -194,16 +196,17 @@ async def test_unanswered_scrapes_never_scale_to_zero():
             model="smol",
             timeout_s=0.05,
         )
-        state = decision.new_state.to_dict()
-        assert decision.desired_replicas == 2
-    assert decision.reason == Reason.PARTIAL_METRICS
+        state = tick.status
+        assert tick.decision.desired_replicas == 2
+    assert tick.decision.reason == Reason.PARTIAL_METRICS
+    assert "did not answer /metrics" in tick.status["message"]
 
 
 async def test_held_request_annotation_scales_from_zero():
     cfg = PolicyConfig(min_replicas=0, max_replicas=10, target_in_flight_per_replica=10, scale_to_zero_after_s=60)
-    common = dict(config=cfg, state=None, deployment_replicas=0, pods=[], fetch=FakeFetch({}), now_s=5.0)
+    common = dict(config=cfg, previous_status=None, deployment_replicas=0, pods=[], fetch=FakeFetch({}), now_s=5.0)
     idle = await autoscale_once(**common, namespace="chat", model="smol")
-    assert idle.desired_replicas == 0
+    assert idle.decision.desired_replicas == 0
     woken = await autoscale_once(**common, namespace="chat", model="smol", scale_from_zero_requested=True)
-    assert woken.desired_replicas == 1
-    assert woken.reason == Reason.SCALE_FROM_ZERO
+    assert woken.decision.desired_replicas == 1
+    assert woken.decision.reason == Reason.SCALE_FROM_ZERO

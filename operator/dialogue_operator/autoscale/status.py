@@ -1,0 +1,59 @@
+"""The autoscaler's part of the DialogueModel status (`status.autoscaling`): built from a decision (pure).
+
+The reconcile reads `desiredReplicas` from there and applies it to the Deployment, so the autoscaler never
+writes a Deployment itself; `state` carries the policy's windows across operator restarts; `recentDecisions`
+keeps the last scale changes with their reasons for `kubectl get -o yaml` readers.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from dialogue_operator.autoscale.policy import Decision
+from dialogue_operator.autoscale.state import PolicyState
+
+DESIRED_REPLICAS = "desiredReplicas"
+RECENT_DECISIONS_KEPT = 5
+
+
+def state_from_status(autoscaling: Mapping[str, Any] | None) -> PolicyState | None:
+    """The policy state stored by the last decision; None when absent or unreadable (the policy starts fresh)."""
+    raw = (autoscaling or {}).get("state")
+    if not isinstance(raw, Mapping):
+        return None
+    try:
+        return PolicyState.from_dict(dict(raw))
+    except ValueError:
+        return None  # a hand-edited or older-format state: start a fresh window rather than fail the model
+
+
+def autoscaling_status(
+    decision: Decision, previous: Mapping[str, Any] | None, current_replicas: int, now_rfc3339: str
+) -> dict[str, Any]:
+    """The new `status.autoscaling` after `decision`; unchanged fields keep their values (no write churn)."""
+    prev = dict(previous or {})
+    recent = list(prev.get("recentDecisions") or [])
+    last_scale = prev.get("lastScaleTime")
+    if decision.desired_replicas != current_replicas:
+        last_scale = now_rfc3339
+        recent.append(
+            {
+                "time": now_rfc3339,
+                "from": current_replicas,
+                "to": decision.desired_replicas,
+                "reason": decision.reason,
+                "message": decision.message,
+            }
+        )
+    out: dict[str, Any] = {
+        DESIRED_REPLICAS: decision.desired_replicas,
+        "reason": decision.reason,
+        "message": decision.message,
+        "signals": dict(decision.signals),
+        "state": decision.new_state.to_dict(),
+        "recentDecisions": recent[-RECENT_DECISIONS_KEPT:],
+    }
+    if last_scale is not None:
+        out["lastScaleTime"] = last_scale
+    return out

@@ -1,0 +1,60 @@
+"""status.autoscaling: what the reconcile reads back and what survives an operator restart."""
+
+from __future__ import annotations
+
+import json
+
+from dialogue_operator.api.status import DialogueModelStatus
+from dialogue_operator.autoscale import Observation, PolicyConfig, ReplicaMetrics, decide
+from dialogue_operator.autoscale.status import DESIRED_REPLICAS, autoscaling_status, state_from_status
+
+CFG = PolicyConfig(min_replicas=1, max_replicas=10, target_in_flight_per_replica=10)
+
+
+def busy(current: int, per_replica: float) -> Observation:
+    return Observation(
+        current_replicas=current,
+        ready_replicas=current,
+        replicas=tuple(ReplicaMetrics(f"p{i}", per_replica, 0.0) for i in range(current)),
+    )
+
+
+def test_decision_lands_in_status_and_the_window_survives_a_restart():
+    d1 = decide(state_from_status(None), busy(2, 15), 100.0, CFG)
+    s1 = autoscaling_status(d1, None, current_replicas=2, now_rfc3339="2026-01-01T00:00:00Z")
+    assert s1[DESIRED_REPLICAS] == 3
+    assert s1["recentDecisions"][-1]["reason"] == d1.reason
+    assert s1["lastScaleTime"] == "2026-01-01T00:00:00Z"
+    # Through the CRD's status model and JSON, as the API server stores it.
+    stored = json.loads(DialogueModelStatus(autoscaling=s1).model_dump_json(by_alias=True))["autoscaling"]
+    restored = state_from_status(stored)
+    assert restored == d1.new_state
+    d2 = decide(restored, busy(3, 1), 110.0, CFG)  # load dropped: the window still holds 3
+    s2 = autoscaling_status(d2, stored, current_replicas=3, now_rfc3339="2026-01-01T00:00:10Z")
+    assert s2[DESIRED_REPLICAS] == 3
+    assert s2["lastScaleTime"] == "2026-01-01T00:00:00Z"
+    assert len(s2["recentDecisions"]) == 1
+
+
+def test_unreadable_state_starts_fresh_instead_of_failing():
+    assert state_from_status({"state": {"loadSamples": "nonsense"}}) is None
+    assert state_from_status({"state": 3}) is None
+    assert state_from_status({}) is None
+
+
+def test_recent_decisions_are_bounded():
+    status = None
+    current = 1
+    for t in range(20):
+        d = decide(None, busy(current, 15), float(t), CFG)
+        status = autoscaling_status(d, status, current_replicas=current, now_rfc3339=f"t{t}")
+        current = d.desired_replicas if d.desired_replicas < 10 else 1
+    assert status is not None
+    assert len(status["recentDecisions"]) == 5
+
+
+def test_public_names():
+    import dialogue_operator.autoscale as pkg
+
+    assert sorted(pkg.__all__) == sorted(n for n in pkg.__all__ if hasattr(pkg, n))
+    assert {"decide", "PolicyConfig", "PolicyState", "Observation", "autoscaling_status"} <= set(pkg.__all__)
