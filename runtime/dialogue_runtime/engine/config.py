@@ -59,4 +59,10 @@ class EngineConfig(BaseModel):
     api_key_env: str | None = Field(
         default=None, description="Name of the environment variable holding the engine API key, if any."
     )
+    shutdown_grace_s: int = Field(
+        default=25,
+        ge=0,
+        description="On SIGTERM, how long in-flight requests may run on before they are aborted (keep it below "
+        "the pod's terminationGracePeriodSeconds); 0 aborts them at once.",
+    )
     sim: SimProfile | None = None

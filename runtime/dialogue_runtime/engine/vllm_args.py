@@ -42,6 +42,9 @@ def render_vllm_args(config: EngineConfig, model: ModelLocation | str, host: str
     args.append("--enable-prefix-caching" if config.enable_prefix_caching else "--no-enable-prefix-caching")
     if config.chat_template:
         args += ["--chat-template", config.chat_template]
+    if config.shutdown_grace_s:
+        # vLLM's default (0) aborts in-flight requests on SIGTERM; >0 drains them first.
+        args += ["--shutdown-timeout", str(config.shutdown_grace_s)]
     if config.lora_modules:
         args.append("--enable-lora")
         args += ["--lora-modules", *(f"{name}={path}" for name, path in sorted(config.lora_modules.items()))]

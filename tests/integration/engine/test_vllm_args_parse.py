@@ -28,6 +28,7 @@ FIELD_VALUES: dict[str, list[Any]] = {
     "lora_modules": [{}, {"sql": "/models/lora/sql", "chat": "/models/lora/chat"}],
     "extra_args": [[], ["--max-num-seqs", "16"], ["--enforce-eager", "--max-num-batched-tokens", "4096"]],
     "port": [8000, 9001],
+    "shutdown_grace_s": [25, 0, 120],
 }
 
 

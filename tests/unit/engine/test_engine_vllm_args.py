@@ -28,6 +28,7 @@ def test_minimal_config() -> None:
     assert flag(args, "--host") == "10.0.0.7" and flag(args, "--port") == "8000"
     assert flag(args, "--tensor-parallel-size") == "1"
     assert "--enable-prefix-caching" in args
+    assert flag(args, "--shutdown-timeout") == "25"  # drain in-flight requests on SIGTERM
     for absent in ("--max-model-len", "--quantization", "--kv-cache-dtype", "--enable-lora", "--api-key"):
         assert absent not in args
 
@@ -44,6 +45,7 @@ def test_every_field() -> None:
         lora_modules={"sql": "/models/lora/sql", "b": "/models/lora/b"},
         extra_args=["--max-num-seqs", "64"],
         port=9000,
+        shutdown_grace_s=0,
     )
     args = render_vllm_args(cfg, ModelLocation("org/name", revision="abc123", downloads=True), "0.0.0.0")
     assert flag(args, "--model") == "org/name" and flag(args, "--revision") == "abc123"
@@ -59,6 +61,7 @@ def test_every_field() -> None:
     assert args[lora + 1 : lora + 3] == ["b=/models/lora/b", "sql=/models/lora/sql"]  # sorted: stable pod specs
     assert args[-2:] == ["--max-num-seqs", "64"]  # extra args last: they override what came before
     assert flag(args, "--port") == "9000"
+    assert "--shutdown-timeout" not in args
 
 
 def test_command_uses_the_module_entrypoint() -> None:
