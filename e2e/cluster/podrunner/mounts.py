@@ -9,9 +9,13 @@ and execs ARGV, so the container's main process keeps the pid the runner spawned
 from __future__ import annotations
 
 import contextlib
+import fcntl
+import json
+import os
 import shlex
+import tempfile
 import threading
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -78,43 +82,109 @@ def launch_argv(mounts: Sequence[Mount], workdir: str, argv: Sequence[str]) -> l
 
 
 class MountPoints:
-    """Creates missing mount-point paths on the host, shared by reference count, removed when the last user goes.
+    """Creates missing mount-point paths on the host and removes them when no container needs them any more.
 
-    Bind mounts need an existing target; a private mount namespace still shares the host's directory tree.
-    Only components the runner created are removed, and only while empty.
+    Bind mounts need an existing target, and a private mount namespace still shares the host's directory tree.
+    Every runner on the machine shares one registry (a JSON file under a file lock): removing a directory that
+    is a mount point in another process's namespace would silently detach that mount there (Linux >= 3.18), so a
+    path goes only when no container of any live runner uses it. Only paths a runner created are removed, and only
+    while empty; entries of runners that died are dropped at the next call.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, registry: Path | None = None, owner: int | None = None) -> None:
+        self._registry = registry or default_registry()
+        self._owner = owner if owner is not None else os.getpid()
         self._lock = threading.Lock()
-        self._users: dict[Path, set[str]] = {}
-        self._created: dict[Path, list[Path]] = {}
 
     def acquire(self, user: str, mounts: Iterable[Mount]) -> None:
-        with self._lock:
+        with self._state() as state:
             for mount in _outermost(mounts):
-                target = mount.target
-                if target not in self._users:
-                    self._users[target] = set()
-                    self._created[target] = _create(target, mount.is_file)
-                self._users[target].add(user)
+                for path in _create(mount.target, mount.is_file):
+                    if str(path) not in state["created"]:
+                        state["created"].append(str(path))
+                users = state["users"].setdefault(str(mount.target), [])
+                if f"{self._owner}:{user}" not in users:
+                    users.append(f"{self._owner}:{user}")
 
     def release(self, user: str) -> None:
-        with self._lock:
-            for target in [t for t, users in self._users.items() if user in users]:
-                self._users[target].discard(user)
-                if self._users[target]:
-                    continue
-                del self._users[target]
-                for path in reversed(self._created.pop(target, [])):
-                    with contextlib.suppress(OSError):  # not empty any more, or already gone: leave it
-                        if path.is_dir() and not path.is_symlink():
-                            path.rmdir()
-                        elif path.is_file() and path.stat().st_size == 0:
-                            path.unlink()
+        with self._state() as state:
+            for users in state["users"].values():
+                with contextlib.suppress(ValueError):
+                    users.remove(f"{self._owner}:{user}")
 
-    def in_use(self) -> dict[Path, set[str]]:
-        with self._lock:
-            return {k: set(v) for k, v in self._users.items()}
+    def sweep(self) -> None:
+        """Drop what dead runners left behind (called at start-up)."""
+        with self._state():
+            pass
+
+    def in_use(self) -> dict[str, list[str]]:
+        with self._state() as state:
+            return {k: list(v) for k, v in state["users"].items()}
+
+    @contextlib.contextmanager
+    def _state(self) -> Iterator[dict[str, Any]]:
+        self._registry.parent.mkdir(parents=True, exist_ok=True)
+        with self._lock, self._registry.with_suffix(".lock").open("a") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            try:
+                try:
+                    state = json.loads(self._registry.read_text())
+                except (OSError, ValueError):
+                    state = {}
+                state.setdefault("created", [])
+                state.setdefault("users", {})
+                yield state
+                _sweep(state)
+                tmp = self._registry.with_suffix(".tmp")
+                tmp.write_text(json.dumps(state, indent=1, sort_keys=True))
+                os.replace(tmp, self._registry)
+            finally:
+                fcntl.flock(lock, fcntl.LOCK_UN)
+
+
+def default_registry() -> Path:
+    """One registry per machine: /run when it is writable (tmpfs, gone after a reboot), else the temp dir."""
+    base = Path("/run") if os.access("/run", os.W_OK) else Path(tempfile.gettempdir())
+    return base / "dialogue-podrunner" / "mount-points.json"
+
+
+def _alive(user: str) -> bool:
+    pid = user.split(":", 1)[0]
+    try:
+        os.kill(int(pid), 0)
+    except (ValueError, ProcessLookupError):
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _sweep(state: dict[str, Any]) -> None:
+    """Forget users of dead runners; remove created paths (deepest first) that no live mount needs."""
+    users: dict[str, list[str]] = state["users"]
+    for target in list(users):
+        users[target] = [u for u in users[target] if _alive(u)]
+        if not users[target]:
+            del users[target]
+    in_use = [Path(t) for t in users]
+    kept = []
+    for raw in sorted(state["created"], key=lambda p: len(Path(p).parts), reverse=True):
+        path = Path(raw)
+        if any(t == path or t.is_relative_to(path) for t in in_use):
+            kept.append(raw)
+            continue
+        try:
+            if path.is_dir() and not path.is_symlink():
+                path.rmdir()
+            elif path.is_file() and path.stat().st_size == 0:
+                path.unlink()
+            elif path.exists():
+                continue  # something else lives there now: not ours to remove, stop tracking it
+        except FileNotFoundError:
+            continue
+        except OSError:
+            kept.append(raw)  # not empty (yet): try again next time
+    state["created"] = sorted(kept)
 
 
 def _outermost(mounts: Iterable[Mount]) -> list[Mount]:

@@ -86,6 +86,7 @@ class Runner:
             self.log_server = LogServer(self.ctx, self._find_pod_dir, self._container_running)
             self.log_server.start()
             self.shape = NodeShape(**{**vars(self.shape), "kubelet_port": self.log_server.port})
+        self.ctx.mount_points.sweep()  # what a runner killed earlier left on the host
         register(self.client, self.shape)
         log.info("node %s registered (podCIDR %s, %d GPUs)", self.shape.name, self.shape.pod_cidr, self.shape.gpus)
         threads = [

@@ -27,7 +27,7 @@ def test_mounts_are_visible_to_the_process_only(tmp_path: Path) -> None:
     volume.mkdir()
     (volume / "greeting").write_text("hello")
     target = tmp_path / "mnt" / "cfg"
-    points = MountPoints()
+    points = MountPoints(tmp_path / "registry.json")
     mounts = [Mount(volume, target, read_only=True)]
     points.acquire("pod-a", mounts)
     argv = launch_argv(mounts, str(tmp_path), ["sh", "-c", f"cat {target}/greeting; touch {target}/new"])
@@ -40,7 +40,7 @@ def test_mounts_are_visible_to_the_process_only(tmp_path: Path) -> None:
 
 
 def test_mount_points_are_shared_and_removed_by_the_last_user(tmp_path: Path) -> None:
-    points = MountPoints()
+    points = MountPoints(tmp_path / "registry.json")
     target = tmp_path / "etc" / "dialogue"
     file_target = tmp_path / "dev" / "termination-log"
     nested = target / "sub"
@@ -62,7 +62,32 @@ def test_mount_points_are_shared_and_removed_by_the_last_user(tmp_path: Path) ->
 
 def test_existing_paths_are_never_removed(tmp_path: Path) -> None:
     (tmp_path / "data").mkdir()
-    points = MountPoints()
+    points = MountPoints(tmp_path / "registry.json")
     points.acquire("a", [Mount(tmp_path, tmp_path / "data")])
     points.release("a")
     assert (tmp_path / "data").is_dir()
+
+
+def test_two_runners_share_a_mount_point(tmp_path: Path) -> None:
+    registry = tmp_path / "registry.json"
+    runner_a, runner_b = MountPoints(registry, owner=os.getpid()), MountPoints(registry, owner=os.getppid())
+    target = tmp_path / "var" / "run" / "secrets" / "serviceaccount"
+    runner_a.acquire("pod-1/c", [Mount(tmp_path, target)])
+    runner_b.acquire("pod-2/c", [Mount(tmp_path, target)])
+    runner_a.release("pod-1/c")
+    assert target.is_dir(), "removed while the other runner's container still has it mounted"
+    runner_b.release("pod-2/c")
+    assert not (tmp_path / "var").exists()
+
+
+def test_leftovers_of_a_dead_runner_are_swept(tmp_path: Path) -> None:
+    runner = subprocess.Popen(["sleep", "60"])  # stands in for a runner that will be killed
+    registry = tmp_path / "registry.json"
+    MountPoints(registry, owner=runner.pid).acquire("pod/c", [Mount(tmp_path, tmp_path / "etc" / "dialogue")])
+    assert (tmp_path / "etc" / "dialogue").is_dir()
+    MountPoints(registry).sweep()
+    assert (tmp_path / "etc" / "dialogue").is_dir()  # its runner is alive: kept
+    runner.kill()
+    runner.wait()
+    MountPoints(registry).sweep()
+    assert not (tmp_path / "etc").exists()
