@@ -192,7 +192,7 @@ def bench_sim(tmp: Path) -> tuple[list[LoadResult], float]:
 
 def model_cost_per_request_s(n: int = 5_000) -> float:
     """CPU seconds per request of the pure model driven event by event at ~Azure conv shape (1155 in, 211 out)."""
-    model = EngineModel(SimProfile(kv_cache_tokens=1 << 20, max_batch=64))
+    model = EngineModel(SimProfile(kv_cache_tokens=1 << 20, max_batch=64), token_events=False)
     started = time.process_time()
     t = 0.0
     for i in range(n):

@@ -28,6 +28,7 @@ The model, in the order a request meets it:
 
 from __future__ import annotations
 
+import heapq
 import math
 from collections import OrderedDict, deque
 from dataclasses import dataclass
@@ -70,7 +71,7 @@ class SimEvent:
     reason: str | None = None
 
 
-@dataclass
+@dataclass(eq=False)
 class _Running:
     request: SimRequest
     arrival_s: float
@@ -79,12 +80,12 @@ class _Running:
     prefill_left: float
     cached_tokens: int
     first_token_s: float | None = None
-    generated: float = 0.0
+    decode_start: float = 0.0  # the engine's per-sequence decode progress when this request's first token came
     emitted: int = 0
 
-    @property
-    def decoding(self) -> bool:
-        return self.first_token_s is not None
+    def generated(self, progress: float) -> float:
+        """Tokens produced so far, given the engine's per-sequence decode progress."""
+        return min(float(self.request.output_tokens), 1.0 + progress - self.decode_start)
 
 
 def aggregate_decode_rate(profile: SimProfile, batch: int) -> float:
@@ -96,14 +97,26 @@ def aggregate_decode_rate(profile: SimProfile, batch: int) -> float:
 
 
 class EngineModel:
-    """The state of one simulated engine; see the module docstring for the model."""
+    """The state of one simulated engine; see the module docstring for the model.
 
-    def __init__(self, profile: SimProfile) -> None:
+    `token_events=False` leaves out the per-request `token` events (the `first_token` and `finished` events
+    still come): an event-driven trace simulator that does not stream saves most of its time that way.
+    """
+
+    def __init__(self, profile: SimProfile, token_events: bool = True) -> None:
         self.profile = profile
+        self.token_events = token_events
         self.total_blocks = max(1, profile.kv_cache_tokens // profile.block_size_tokens)
         self._now_s = 0.0
         self._waiting: deque[tuple[SimRequest, float]] = deque()
-        self._running: list[_Running] = []  # admission order; prefill runs on the first still prefilling
+        self._prefilling: deque[_Running] = deque()  # admission order; prefill works on the head
+        self._decoding: dict[str, _Running] = {}
+        # Every decoding sequence advances at the same rate, so one number tracks them all: `_progress` is the
+        # tokens one sequence has decoded since the start, and a request finishes when it reaches
+        # decode_start + output_tokens - 1. The heap orders those finish points (stale entries are skipped).
+        self._progress_tokens = 0.0
+        self._finish_heap: list[tuple[float, int, _Running]] = []
+        self._heap_seq = 0
         self._reserved_blocks = 0
         self._prefix_cache: OrderedDict[int, None] = OrderedDict()
         self._pending: list[SimEvent] = []
@@ -122,7 +135,7 @@ class EngineModel:
 
     @property
     def num_running(self) -> int:
-        return len(self._running)
+        return len(self._prefilling) + len(self._decoding)
 
     @property
     def num_waiting(self) -> int:
@@ -131,9 +144,9 @@ class EngineModel:
     @property
     def kv_cache_usage_ratio(self) -> float:
         bs = self.profile.block_size_tokens
-        used = 0
-        for r in self._running:
-            tokens = r.request.prompt_tokens + r.emitted
+        used = sum(math.ceil(r.request.prompt_tokens / bs) for r in self._prefilling)
+        for r in self._decoding.values():
+            tokens = r.request.prompt_tokens + math.floor(r.generated(self._progress_tokens) + _EPS)
             used += math.ceil(tokens / bs)
         return min(1.0, used / self.total_blocks)
 
@@ -160,9 +173,8 @@ class EngineModel:
                 f"{req.output_tokens}), the cache holds {self.total_blocks * bs}",
             )
         elif self.profile.max_waiting is not None and len(self._waiting) >= self.profile.max_waiting:
-            self._reject(
-                req, f"queue full: {len(self._waiting)} requests already wait (max_waiting={self.profile.max_waiting})"
-            )
+            waiting = len(self._waiting)
+            self._reject(req, f"queue full: {waiting} requests already wait (max_waiting={self.profile.max_waiting})")
         else:
             self._waiting.append((req, self._now_s))
             self._admit()
@@ -170,8 +182,8 @@ class EngineModel:
     def advance(self, now_s: float) -> list[SimEvent]:
         """Move the model to `now_s` and return every event since the last call, in time order."""
         self._run_until(now_s)
-        for r in self._running:
-            if r.decoding:
+        if self.token_events:
+            for r in self._decoding.values():
                 self._emit_tokens(r)
         events, self._pending = self._pending, []
         return events
@@ -183,13 +195,15 @@ class EngineModel:
             if req.id == request_id:
                 del self._waiting[i]
                 return True
-        for r in self._running:
-            if r.request.id == request_id:
-                self._running.remove(r)
-                self._reserved_blocks -= r.footprint_blocks
-                self._admit()
-                return True
-        return False
+        found = self._decoding.pop(request_id, None)
+        if found is None:
+            found = next((r for r in self._prefilling if r.request.id == request_id), None)
+            if found is None:
+                return False
+            self._prefilling.remove(found)
+        self._reserved_blocks -= found.footprint_blocks
+        self._admit()
+        return True
 
     # --- internals --------------------------------------------------------------------------------------
 
@@ -199,24 +213,29 @@ class EngineModel:
 
     def _rates(self) -> tuple[float, float]:
         """(prefill tokens/s for the head prompt, decode tokens/s for each decoding sequence)."""
-        prefilling = any(not r.decoding for r in self._running)
-        batch = sum(1 for r in self._running if r.decoding)
+        prefilling = bool(self._prefilling)
+        batch = len(self._decoding)
         share = self.profile.prefill_time_share if prefilling and batch else 1.0
         prefill = self.profile.prefill_tokens_per_s * share if prefilling else 0.0
-        decode = (
-            aggregate_decode_rate(self.profile, batch) * (1.0 - share if prefilling else 1.0) / batch if batch else 0.0
-        )
-        return prefill, decode
+        if not batch:
+            return prefill, 0.0
+        decode_share = 1.0 - share if prefilling else 1.0
+        return prefill, aggregate_decode_rate(self.profile, batch) * decode_share / batch
+
+    def _next_finish(self) -> _Running | None:
+        heap = self._finish_heap
+        while heap and self._decoding.get(heap[0][2].request.id) is not heap[0][2]:
+            heapq.heappop(heap)  # finished or cancelled already
+        return heap[0][2] if heap else None
 
     def _time_to_next_change(self) -> float | None:
         prefill_rate, decode_rate = self._rates()
         best: float | None = None
-        for r in self._running:
-            if not r.decoding:
-                best = r.prefill_left / prefill_rate
-                break
-        if decode_rate > 0:
-            left = min(r.request.output_tokens - r.generated for r in self._running if r.decoding)
+        if self._prefilling:
+            best = self._prefilling[0].prefill_left / prefill_rate
+        nxt = self._next_finish()
+        if nxt is not None and decode_rate > 0:
+            left = nxt.decode_start + nxt.request.output_tokens - 1 - self._progress_tokens
             dt = max(0.0, left) / decode_rate
             best = dt if best is None else min(best, dt)
         return best
@@ -238,59 +257,55 @@ class EngineModel:
         if dt <= 0:
             return
         prefill_rate, decode_rate = self._rates()
-        head_done = False
-        for r in self._running:
-            if not r.decoding and not head_done:
-                r.prefill_left = max(0.0, r.prefill_left - prefill_rate * dt)
-                head_done = True
-            elif r.decoding:
-                r.generated = min(float(r.request.output_tokens), r.generated + decode_rate * dt)
+        if self._prefilling:
+            head = self._prefilling[0]
+            head.prefill_left = max(0.0, head.prefill_left - prefill_rate * dt)
+        self._progress_tokens += decode_rate * dt
 
     def _settle(self) -> None:
-        """Apply the state changes due now: prefill completions, finished requests, admissions."""
-        for r in self._running:
-            if not r.decoding and r.prefill_left <= _EPS:
-                r.first_token_s = self._now_s
-                r.generated = 1.0
-                r.emitted = 1
-                self.generation_tokens_total += 1
-                self._cache_insert(r.request.prefix_blocks)
-                self._pending.append(
-                    SimEvent("first_token", r.request.id, self._now_s, tokens=1, ttft_s=self._now_s - r.arrival_s)
-                )
-            if not r.decoding:
-                break  # prefill is serial: later prompts have not started
-        still: list[_Running] = []
-        for r in self._running:
-            if r.decoding and r.generated >= r.request.output_tokens - _EPS:
-                r.generated = float(r.request.output_tokens)
-                self._emit_tokens(r)
-                self._reserved_blocks -= r.footprint_blocks
-                self.finished_total += 1
-                self._pending.append(
-                    SimEvent(
-                        "finished",
-                        r.request.id,
-                        self._now_s,
-                        tokens=r.request.output_tokens,
-                        e2e_s=self._now_s - r.arrival_s,
-                    )
-                )
-            else:
-                still.append(r)
-        self._running = still
+        """Apply the state changes due now: a prefill completion, finished requests, admissions."""
+        while self._prefilling and self._prefilling[0].prefill_left <= _EPS:
+            r = self._prefilling.popleft()
+            r.first_token_s = self._now_s
+            r.decode_start = self._progress_tokens
+            r.emitted = 1
+            self.generation_tokens_total += 1
+            self._cache_insert(r.request.prefix_blocks)
+            self._pending.append(
+                SimEvent("first_token", r.request.id, self._now_s, tokens=1, ttft_s=self._now_s - r.arrival_s)
+            )
+            self._decoding[r.request.id] = r
+            finish_at = r.decode_start + r.request.output_tokens - 1
+            self._heap_seq += 1
+            heapq.heappush(self._finish_heap, (finish_at, self._heap_seq, r))
+        while (done := self._next_finish()) is not None and (
+            done.decode_start + done.request.output_tokens - 1 <= self._progress_tokens + _EPS
+        ):
+            heapq.heappop(self._finish_heap)
+            del self._decoding[done.request.id]
+            self._emit_tokens(done, final=True)
+            self._reserved_blocks -= done.footprint_blocks
+            self.finished_total += 1
+            e2e_s = self._now_s - done.arrival_s
+            self._pending.append(
+                SimEvent("finished", done.request.id, self._now_s, tokens=done.request.output_tokens, e2e_s=e2e_s)
+            )
         self._admit()
 
-    def _emit_tokens(self, r: _Running) -> None:
-        whole = min(r.request.output_tokens, math.floor(r.generated + _EPS))
+    def _emit_tokens(self, r: _Running, final: bool = False) -> None:
+        if final:
+            whole = r.request.output_tokens
+        else:
+            whole = min(r.request.output_tokens, math.floor(r.generated(self._progress_tokens) + _EPS))
         if whole > r.emitted:
             self.generation_tokens_total += whole - r.emitted
-            self._pending.append(SimEvent("token", r.request.id, self._now_s, tokens=whole - r.emitted))
+            if self.token_events or not final:
+                self._pending.append(SimEvent("token", r.request.id, self._now_s, tokens=whole - r.emitted))
             r.emitted = whole
 
     def _admit(self) -> None:
         bs = self.profile.block_size_tokens
-        while self._waiting and len(self._running) < self.profile.max_batch:
+        while self._waiting and self.num_running < self.profile.max_batch:
             req, arrival_s = self._waiting[0]
             footprint = math.ceil((req.prompt_tokens + req.output_tokens) / bs)
             if self._reserved_blocks + footprint > self.total_blocks:
@@ -302,7 +317,7 @@ class EngineModel:
             self.prefix_cache_queries_total += req.prompt_tokens
             self.prefix_cache_hits_total += cached
             self.prompt_tokens_total += req.prompt_tokens
-            self._running.append(
+            self._prefilling.append(
                 _Running(
                     request=req,
                     arrival_s=arrival_s,

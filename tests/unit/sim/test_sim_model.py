@@ -184,3 +184,19 @@ def test_cancelled_requests_free_their_place() -> None:
     assert model.num_running == 1 and model.num_waiting == 0
     finished = by_kind(run_to_idle(model), "finished")
     assert set(finished) == {"b"}
+
+
+def test_without_token_events_the_same_requests_finish_at_the_same_times() -> None:
+    def finishes(token_events: bool) -> tuple[dict[str, float | None], int, int]:
+        model = EngineModel(SimProfile(max_batch=4), token_events=token_events)
+        for i in range(12):
+            model.submit(SimRequest(f"r{i}", 100 + i, 30 + 3 * i), now_s=0.1 * i)
+        events = run_to_idle(model)
+        tokens = sum(1 for e in events if e.kind == "token")
+        return {k: e.e2e_s for k, e in by_kind(events, "finished").items()}, tokens, model.generation_tokens_total
+
+    with_tokens, n_token_events, generated = finishes(True)
+    without, none, generated_too = finishes(False)
+    assert n_token_events > 0 and none == 0
+    assert generated == generated_too == sum(30 + 3 * i for i in range(12))
+    assert without == pytest.approx(with_tokens)
