@@ -49,4 +49,7 @@ def main(argv: list[str]) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:]))
+    # Run the importable module's main: steps raise `e2e.setup.SetupError`, not this `__main__` copy's class.
+    from e2e.setup import main as _main
+
+    sys.exit(_main(sys.argv[1:]))

@@ -1,4 +1,4 @@
-"""Builds the local cluster's binaries from Go source into a version-keyed cache and checks etcd (setup layer).
+"""Builds the local cluster's binaries (etcd, Kubernetes, kwok, helm) from Go source into a version-keyed cache.
 
 `ensure_all()` is the `cluster` step of `python -m e2e.setup`. Each tool lands in
 `$DIALOGUE_CACHE/bin/<tool>-<version>/` with a `build.json` recording how long its cold build took; a tool whose
@@ -24,11 +24,14 @@ from e2e.setup import SetupError
 KUBERNETES_VERSION = "v1.35.4"
 KWOK_VERSION = "v0.8.0"
 HELM_VERSION = "v3.19.5"
+ETCD_VERSION = "v3.6.5"
 KUBERNETES_COMMANDS = ("kube-apiserver", "kube-controller-manager", "kube-scheduler", "kubectl")
 KWOK_PACKAGE = "sigs.k8s.io/kwok/cmd/kwok"
 HELM_PACKAGE = "helm.sh/helm/v3/cmd/helm"
-ETCD_PATH = Path("/usr/bin/etcd")
-GOBUILD_KUBERNETES = Path(__file__).resolve().parent / "gobuild" / "kubernetes"
+ETCD_PACKAGE = "go.etcd.io/etcd/server/v3"
+GOBUILD = Path(__file__).resolve().parent / "gobuild"
+GOBUILD_KUBERNETES = GOBUILD / "kubernetes"
+GOBUILD_ETCD = GOBUILD / "etcd"
 BUILD_INFO = "build.json"
 STAGES_FILE = "stages.yaml"
 # Stage documents taken from kwok's `kustomize/stage/` folder: nodes become Ready and heartbeat, pods become
@@ -81,7 +84,7 @@ def binaries(cache: Path | None = None) -> Binaries:
         kwok=kwok / "kwok",
         kwok_stages=kwok / STAGES_FILE,
         helm=bin_dir("helm", HELM_VERSION, cache) / "helm",
-        etcd=ETCD_PATH,
+        etcd=bin_dir("etcd", ETCD_VERSION, cache) / "etcd",
     )
 
 
@@ -183,43 +186,84 @@ def _temp_dir(final: Path) -> Path:
     return Path(tempfile.mkdtemp(prefix=f".{final.name}.building-", dir=final.parent))
 
 
-def build_kubernetes(
-    version: str = KUBERNETES_VERSION, *, cache: Path | None = None, env: dict[str, str] | None = None
+def _build_in_module(
+    tool: str,
+    version: str,
+    *,
+    module_dir: Path,
+    module: str,
+    pinned: str,
+    packages: dict[str, str],
+    ldflags: str,
+    cache: Path | None,
+    env: dict[str, str] | None,
 ) -> Path:
-    """Builds kube-apiserver, kube-controller-manager, kube-scheduler and kubectl at `version` (cached)."""
-    final = bin_dir("kubernetes", version, cache)
-    if all((final / cmd).is_file() for cmd in KUBERNETES_COMMANDS):
+    """`go build` of `packages` (output name -> package) inside one of our consumer modules in `gobuild/`.
+
+    The module pins `module` at `pinned`; another `version` builds from a temporary copy pinned to it.
+    """
+    final = bin_dir(tool, version, cache)
+    if all((final / name).is_file() for name in packages):
         return final
     go = _go()
     go_env = _go_env(env)
     tmp = _temp_dir(final)
+    what = f"{tool} {version} ({', '.join(packages)})"
     try:
-        module_dir = GOBUILD_KUBERNETES
-        if version != KUBERNETES_VERSION:  # another release: a copy of the module pinned to it
-            module_dir = tmp / "module"
-            shutil.copytree(GOBUILD_KUBERNETES, module_dir)
-            _run_go(
-                [go, "mod", "edit", f"-require=k8s.io/kubernetes@{version}"],
-                what=f"Kubernetes {version}",
-                module=f"k8s.io/kubernetes@{version}",
-                cwd=module_dir,
-                env=go_env,
-            )
+        if version != pinned:
+            copy = tmp / "module"
+            shutil.copytree(module_dir, copy)
+            edit = [go, "mod", "edit", f"-require={module}@{version}"]
+            _run_go(edit, what=what, module=f"{module}@{version}", cwd=copy, env=go_env)
+            module_dir = copy
         out = tmp / "bin"
         out.mkdir()
+        # One `go build` for all: with several packages `-o dir/` names each binary after its package.
+        target = str(out / next(iter(packages))) if len(packages) == 1 else str(out) + "/"
         seconds = _run_go(
-            [go, "build", "-trimpath", "-ldflags", _version_ldflags(version), "-o", str(out) + "/"]
-            + [f"k8s.io/kubernetes/cmd/{cmd}" for cmd in KUBERNETES_COMMANDS],
-            what=f"Kubernetes {version} ({', '.join(KUBERNETES_COMMANDS)})",
-            module=f"k8s.io/kubernetes@{version}",
+            [go, "build", "-trimpath", "-ldflags", ldflags, "-o", target, *packages.values()],
+            what=what,
+            module=f"{module}@{version}",
             cwd=module_dir,
             env=go_env,
         )
-        _record(out, tool="kubernetes", version=version, seconds=seconds, files=list(KUBERNETES_COMMANDS))
+        _record(out, tool=tool, version=version, seconds=seconds, files=list(packages))
         _install_dir(final, out)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return final
+
+
+def build_kubernetes(
+    version: str = KUBERNETES_VERSION, *, cache: Path | None = None, env: dict[str, str] | None = None
+) -> Path:
+    """Builds kube-apiserver, kube-controller-manager, kube-scheduler and kubectl at `version` (cached)."""
+    return _build_in_module(
+        "kubernetes",
+        version,
+        module_dir=GOBUILD_KUBERNETES,
+        module="k8s.io/kubernetes",
+        pinned=KUBERNETES_VERSION,
+        packages={cmd: f"k8s.io/kubernetes/cmd/{cmd}" for cmd in KUBERNETES_COMMANDS},
+        ldflags=_version_ldflags(version),
+        cache=cache,
+        env=env,
+    )
+
+
+def build_etcd(version: str = ETCD_VERSION, *, cache: Path | None = None, env: dict[str, str] | None = None) -> Path:
+    """Builds the etcd server at `version` (cached) from the consumer module `gobuild/etcd`."""
+    return _build_in_module(
+        "etcd",
+        version,
+        module_dir=GOBUILD_ETCD,
+        module=ETCD_PACKAGE,
+        pinned=ETCD_VERSION,
+        packages={"etcd": ETCD_PACKAGE},
+        ldflags="-s -w",
+        cache=cache,
+        env=env,
+    )
 
 
 def build_go_tool(
@@ -284,20 +328,10 @@ def build_helm(version: str = HELM_VERSION, **kw: object) -> Path:
     return build_go_tool("helm", HELM_PACKAGE, version, ldflags=ldflags, **kw)  # type: ignore[arg-type]
 
 
-def ensure_etcd(path: Path = ETCD_PATH) -> Path:
-    if not path.is_file():
-        raise SetupError(
-            f"etcd is missing ({path} not found): install Debian's etcd-server package "
-            "(`apt-get update && apt-get install -y etcd-server`; .ci/run does this), then rerun "
-            "`python -m e2e.setup cluster`."
-        )
-    return path
-
-
 def ensure_all() -> None:
-    """Setup step `cluster`: etcd present, Kubernetes, kwok and helm built (each skipped when cached)."""
-    ensure_etcd()
-    for name, build in (("Kubernetes", build_kubernetes), ("kwok", build_kwok), ("helm", build_helm)):
+    """Setup step `cluster`: etcd, Kubernetes, kwok and helm built (each skipped when already cached)."""
+    steps = (("etcd", build_etcd), ("Kubernetes", build_kubernetes), ("kwok", build_kwok), ("helm", build_helm))
+    for name, build in steps:
         started = time.monotonic()
         where = build()
         took = time.monotonic() - started

@@ -75,9 +75,7 @@ def etcd_argv(bins: Binaries, layout: Layout, ports: Ports) -> list[str]:
         f"--peer-key-file={cert.key}",
         "--peer-client-cert-auth",
         f"--peer-trusted-ca-file={ca}",
-        # Without it a watch with no resourceVersion gets 504 "Too large resource version" (etcd 3.4).
-        "--experimental-watch-progress-notify-interval=1s",
-        "--snapshot-count=10000",
+        "--watch-progress-notify-interval=5s",
         "--quota-backend-bytes=4294967296",
         "--logger=zap",
         "--log-outputs=stderr",

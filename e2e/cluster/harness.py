@@ -20,7 +20,7 @@ from e2e.cluster import components as comp
 from e2e.cluster import procs
 from e2e.cluster.api import Api
 from e2e.cluster.build import Binaries, binaries
-from e2e.cluster.layout import ClusterInfo, Layout, Ports, default_state_dir
+from e2e.cluster.layout import ClusterInfo, Layout, Ports, default_port_base, default_state_dir
 from e2e.cluster.nodes import NODE_KIND_LABEL, kwok_gpu_node, kwok_node_name, node_is_ready
 from e2e.cluster.procs import ClusterError, PidFile
 
@@ -44,7 +44,7 @@ class LocalCluster:
         self.layout = Layout((state_dir or default_state_dir()).resolve())
         recorded = ClusterInfo.load(self.layout.info_file)
         if port_base is None:
-            port_base = recorded.port_base if recorded else Ports.from_base().apiserver
+            port_base = recorded.port_base if recorded else default_port_base()
         self.ports = Ports.from_base(port_base)
         self.kwok_nodes = kwok_nodes
         self.process_nodes = process_nodes

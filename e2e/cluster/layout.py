@@ -21,6 +21,11 @@ def default_state_dir() -> Path:
     return Path(override).expanduser().resolve() if override else REPO_ROOT / ".cluster"
 
 
+def default_port_base() -> int:
+    """6443 (the API server's port; the other five follow it); `DIALOGUE_CLUSTER_PORT_BASE` overrides it."""
+    return int(os.environ.get("DIALOGUE_CLUSTER_PORT_BASE") or DEFAULT_PORT_BASE)
+
+
 @dataclass(frozen=True)
 class Ports:
     """TCP ports on 127.0.0.1, consecutive from a base (`--port-base`): API server first."""

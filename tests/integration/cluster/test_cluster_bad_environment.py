@@ -1,5 +1,5 @@
 """A bad environment gets a clear message that names what failed and what to do, never a traceback, and leaves
-no process running: a port already in use, missing binaries, a failed Go build or module download, no etcd."""
+no process running: a port already in use, missing binaries, a failed Go build or module download, no Go toolchain."""
 
 from __future__ import annotations
 
@@ -97,11 +97,15 @@ def test_failed_kubernetes_build_of_an_unknown_release_is_reported(tmp_path: Pat
     with pytest.raises(SetupError) as failed:
         build.build_kubernetes("v1.35.999", cache=tmp_path, env={"GOFLAGS": "-mod=mod"})
     message = str(failed.value)
-    assert "Kubernetes v1.35.999" in message
+    assert "building kubernetes v1.35.999" in message
     assert "k8s.io/kubernetes@v1.35.999" in message
     assert list((tmp_path / "bin").iterdir()) == []
 
 
-def test_missing_etcd_says_which_apt_package_to_install(tmp_path: Path) -> None:
-    with pytest.raises(SetupError, match=r"apt-get install -y etcd-server"):
-        build.ensure_etcd(tmp_path / "etcd")
+def test_missing_go_toolchain_says_what_to_install(tmp_path: Path) -> None:
+    no_go = ":".join(p for p in os.environ["PATH"].split(":") if not (Path(p) / "go").exists())
+    proc = _run(["-m", "e2e.setup", "cluster"], {"PATH": no_go, "DIALOGUE_CACHE": str(tmp_path / "cache")})
+    assert proc.returncode == 1
+    assert "Traceback" not in proc.stderr
+    assert "setup: cluster FAILED" in proc.stderr
+    assert "Go toolchain" in proc.stderr and "Install Go" in proc.stderr
