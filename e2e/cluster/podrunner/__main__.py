@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
+import shutil
 import signal
 import sys
 from pathlib import Path
@@ -51,8 +53,25 @@ def parse_args(argv: list[str]) -> RunnerConfig:
     )
 
 
+REQUIRED_TOOLS = ("unshare", "nsenter", "setpriv", "mount")
+
+
+def preflight() -> str | None:
+    """Why this machine cannot run pods, or None."""
+    if os.geteuid() != 0:
+        return "it must run as root: each container gets its volumes bind-mounted in a private mount namespace"
+    missing = [tool for tool in REQUIRED_TOOLS if shutil.which(tool) is None]
+    if missing:
+        return f"missing {', '.join(missing)} (util-linux): install it with `apt-get install util-linux mount`"
+    return None
+
+
 def main(argv: list[str]) -> int:
     config = parse_args(argv)
+    problem = preflight()
+    if problem:
+        print(f"podrunner: cannot start node {config.node_name}: {problem}", file=sys.stderr)
+        return 2
     try:
         runner = Runner(config)
     except (ValueError, OSError) as exc:

@@ -55,7 +55,8 @@ class Prober:
                 del self._futures[key]
                 ok, message = future.result()
                 changed = tracker.record(ok, time.monotonic())
-                if not ok:
+                if not ok and tracker.failures in (1, tracker.spec.failure_threshold):
+                    # the first failure of a streak and the one that crosses the threshold: enough to debug
                     self._events("Warning", "Unhealthy", f"{kind.capitalize()} probe failed: {message}")
                 if kind == "startup" and tracker.result is True:
                     run.started = True
