@@ -113,9 +113,9 @@ def run(
 def _compress_into(
     base: Path, recipe: Recipe, calibration: CalibrationSet | None, partial: Path, progress: Progress
 ) -> None:
+    progress.step("load", "importing llm-compressor, reading the base model")
     from dialogue_runtime.compress import oneshot  # noqa: PLC0415 - torch/llmcompressor only once work is needed
 
-    progress.step("load")
     try:
         model, tokenizer = oneshot.load_base(base)
     except Exception as exc:
@@ -173,6 +173,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(sys.argv[1:] if argv is None else argv)
+    os.environ.setdefault("TQDM_DISABLE", "1")  # progress bars would flood the Job log; our steps say enough
     try:
         recipe = Recipe(
             scheme=parse_scheme(args.scheme),
