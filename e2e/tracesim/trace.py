@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import datetime as dt
 import os
+import random
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -63,3 +64,11 @@ def load_trace(
     if duration_s is not None:
         out = [r for r in out if r.arrival_s < duration_s]
     return out
+
+
+def thin(trace: list[TraceRequest], keep: float, seed: int) -> list[TraceRequest]:
+    """A random subset keeping each request with probability `keep` (same seed, same subset)."""
+    if not 0 < keep <= 1:
+        raise ValueError(f"keep must be in (0, 1], got {keep}")
+    rnd = random.Random(seed)
+    return [r for r in trace if rnd.random() < keep]

@@ -12,7 +12,7 @@ from dialogue_runtime.engine.config import SimProfile
 from e2e.tracesim.metrics import RequestRecord, SimResult, percentile
 from e2e.tracesim.policies import KubeAIPolicy, OraclePolicy, OursPolicy, needed_replicas_per_minute
 from e2e.tracesim.sim import SimConfig, Simulation
-from e2e.tracesim.trace import TraceRequest, azure_trace_path, load_trace
+from e2e.tracesim.trace import TraceRequest, azure_trace_path, load_trace, thin
 
 
 class Fixed:
@@ -133,3 +133,13 @@ def test_minute_attainment_counts_failed_requests_as_misses():
     assert r.violated_minutes == (0,)
     assert percentile([3.0, 1.0, 2.0], 0.5) == 2.0
     assert math.isnan(percentile([], 0.5))
+
+
+def test_thinning_is_seeded_and_keeps_about_the_share():
+    trace = steady(rate_rps=10.0, duration_s=100)
+    a, b = thin(trace, 0.7, seed=1), thin(trace, 0.7, seed=1)
+    assert a == b
+    assert 600 < len(a) < 800
+    assert thin(trace, 0.7, seed=2) != a
+    with pytest.raises(ValueError, match="keep"):
+        thin(trace, 0.0, seed=1)
