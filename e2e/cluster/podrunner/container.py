@@ -40,6 +40,22 @@ class Terminated:
     finished_at: str
     container_id: str
 
+    @classmethod
+    def from_status(cls, status: Mapping[str, Any]) -> Terminated | None:
+        """The last termination recorded in a containerStatus (its lastState, else its state), if any."""
+        for key in ("lastState", "state"):
+            done = (status.get(key) or {}).get("terminated")
+            if done:
+                return cls(
+                    exit_code=int(done.get("exitCode", 0)),
+                    reason=str(done.get("reason", "")),
+                    message=str(done.get("message", "")),
+                    started_at=str(done.get("startedAt", "")),
+                    finished_at=str(done.get("finishedAt", "")),
+                    container_id=str(done.get("containerID", "")),
+                )
+        return None
+
     def as_state(self) -> dict[str, Any]:
         state: dict[str, Any] = {
             "exitCode": self.exit_code,

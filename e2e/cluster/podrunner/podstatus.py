@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+MIN_GRACE_S = 2.0
 OWNED_CONDITIONS = ("PodReadyToStartContainers", "Initialized", "ContainersReady", "Ready")
 
 
@@ -136,12 +137,13 @@ def pod_status(
 
 
 def grace_period_s(pod: Mapping[str, Any]) -> float:
-    """Seconds between SIGTERM and SIGKILL: the deletion's grace period, else the spec's (default 30)."""
+    """Seconds between SIGTERM and SIGKILL: the deletion's grace period, else the spec's (default 30); at least
+    2 s, the kubelet's minimum, so even a forced delete sends SIGTERM first."""
     meta = pod["metadata"]
-    if meta.get("deletionGracePeriodSeconds") is not None:
-        return float(meta["deletionGracePeriodSeconds"])
-    value = (pod.get("spec") or {}).get("terminationGracePeriodSeconds")
-    return float(value) if value is not None else 30.0
+    value = meta.get("deletionGracePeriodSeconds")
+    if value is None:
+        value = (pod.get("spec") or {}).get("terminationGracePeriodSeconds")
+    return max(float(value) if value is not None else 30.0, MIN_GRACE_S)
 
 
 def with_runner_ips(pod: Mapping[str, Any], pod_ip: str, host_ip: str) -> dict[str, Any]:

@@ -64,8 +64,13 @@ class PodWorker(threading.Thread):
         self.init_runs = [ContainerRun(spec=c, is_init=True) for c in spec.get("initContainers") or []]
         self.runs = [ContainerRun(spec=c) for c in spec.get("containers") or []]
         previous = {s.get("name"): s for s in ((pod.get("status") or {}).get("containerStatuses") or [])}
-        for run in self.runs:  # a runner restart keeps counting restarts where the last one stopped
-            run.restart_count = int(previous.get(run.name, {}).get("restartCount") or 0)
+        for run in self.runs:  # after a runner restart: the next start of a container that ran is a restart
+            before = previous.get(run.name, {})
+            run.restart_count = int(before.get("restartCount") or 0)
+            run.last_terminated = Terminated.from_status(before)
+            run.ever_started = bool(
+                set(before.get("state") or {}) & {"running", "terminated"} or before.get("lastState")
+            )
         for run in [*self.init_runs, *self.runs]:
             run.backoff = CrashBackoff(cap_s=ctx.backoff_cap_s)
             run.pull_backoff = CrashBackoff(cap_s=ctx.backoff_cap_s)
@@ -272,8 +277,13 @@ class PodWorker(threading.Thread):
             self.ctx.event(pod, "Warning", "Failed", f"Error: failed to start container {run.name!r}: {message}")
             self._on_exit(pod, run, 128, reason="StartError", message=message)
             return
-        self.ctx.mount_points.acquire(f"{self.uid}/{run.name}", mounts)
-        run.process = ContainerProcess(launch_argv(mounts, workdir, argv), env, self._log_path(run), Path(workdir))
+        try:
+            self.ctx.mount_points.acquire(f"{self.uid}/{run.name}", mounts)
+            run.process = ContainerProcess(launch_argv(mounts, workdir, argv), env, self._log_path(run), Path(workdir))
+        except OSError as exc:  # a mount point that cannot be created, a missing tool: this container fails
+            self.ctx.event(pod, "Warning", "Failed", f"Error: failed to start container {run.name!r}: {exc}")
+            self._on_exit(pod, run, 128, reason="StartError", message=f"failed to start: {exc}")
+            return
         run.mount_env, run.workdir = env, workdir
         run.waiting_reason = ""
         run.terminated = None
@@ -407,27 +417,17 @@ class PodWorker(threading.Thread):
             grace_s = min(grace_s, self.ctx.shutdown_grace_s)
         if any(r.process is not None for r in [*self.init_runs, *self.runs]):
             self.ctx.event(pod, "Normal", "Killing", f"Stopping the pod's containers (grace {grace_s:g}s)")
-        self._stop_processes(grace_s)
+        # At a runner shutdown the containers stop as if they had crashed: the next runner on this node restarts
+        # them (restartPolicy permitting) under the same pod and IP, as after a kubelet restart.
+        self._stop_processes(grace_s, final=not shutdown)
         if self._gone:
-            return
-        if shutdown:
-            if self._phase not in ("Succeeded", "Failed"):
-                self._phase = "Failed"
-                with contextlib.suppress(Exception):
-                    self._publish(
-                        pod,
-                        {
-                            "phase": "Failed",
-                            "reason": "Terminated",
-                            "message": "Pod was terminated in response to imminent node shutdown.",
-                        },
-                    )
             return
         with contextlib.suppress(Exception):
             self._publish(pod)
-        self._delete_object()
+        if not shutdown:
+            self._delete_object()
 
-    def _stop_processes(self, grace_s: float) -> None:
+    def _stop_processes(self, grace_s: float, *, final: bool = True) -> None:
         runs = [r for r in [*self.init_runs, *self.runs] if r.process is not None]
         processes = [r.process for r in runs if r.process is not None]
         hooks = []
@@ -440,7 +440,7 @@ class PodWorker(threading.Thread):
         stop_all(processes, grace_s)
         for run in runs:
             code = run.process.popen.returncode if run.process is not None else None
-            self._on_exit(self.pod, run, exit_code_of(code if code is not None else -9), final=True)
+            self._on_exit(self.pod, run, exit_code_of(code if code is not None else -9), final=final)
 
     def _delete_object(self) -> None:
         try:

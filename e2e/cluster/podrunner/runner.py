@@ -200,6 +200,7 @@ class Runner:
         with self._workers_lock:
             worker = self.workers.get(pod["metadata"]["uid"])
         if worker is not None:
+            worker.update(pod)  # the last state: a forced delete carries deletionGracePeriodSeconds 0
             worker.object_deleted()
 
     def _forget_missing(self, seen: set[str]) -> None:

@@ -109,3 +109,13 @@ def test_completed_pods_are_not_ready() -> None:
     )
     assert result["Ready"]["reason"] == "PodCompleted" and result["Ready"]["status"] == "False"
     assert result["PodReadyToStartContainers"]["status"] == "False"
+
+
+def test_grace_period_prefers_the_deletion_and_has_a_floor() -> None:
+    from e2e.cluster.podrunner.podstatus import grace_period_s
+
+    assert grace_period_s({"metadata": {}, "spec": {}}) == 30.0
+    assert grace_period_s({"metadata": {}, "spec": {"terminationGracePeriodSeconds": 7}}) == 7.0
+    deleting = {"metadata": {"deletionGracePeriodSeconds": 4}, "spec": {"terminationGracePeriodSeconds": 7}}
+    assert grace_period_s(deleting) == 4.0
+    assert grace_period_s({"metadata": {"deletionGracePeriodSeconds": 0}, "spec": {}}) == 2.0
