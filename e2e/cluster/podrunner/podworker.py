@@ -40,7 +40,6 @@ log = logging.getLogger("podrunner")
 
 TICK_S = 0.25
 VOLUME_REFRESH_S = 30.0
-PASSTHROUGH_ENV = ("HOME", "LANG", "LC_ALL", "TZ", "OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE", "DIALOGUE_CACHE")
 DEFAULT_MESSAGE_PATH = "/dev/termination-log"
 
 
@@ -57,7 +56,7 @@ class PodWorker(threading.Thread):
         self._gone = False
         self._wake = threading.Event()
         self._lock = threading.Lock()
-        self._host_env = {k: host_env[k] for k in PASSTHROUGH_ENV if k in host_env}
+        self._host_env = {k: host_env[k] for k in images.HOST_ENV if k in host_env}
         self.pod_dir = ctx.pod_dir(pod)
         spec = pod.get("spec") or {}
         self.restart_policy = str(spec.get("restartPolicy") or "Always")
@@ -255,7 +254,6 @@ class PodWorker(threading.Thread):
         try:
             message_path = Path(str(spec.get("terminationMessagePath") or DEFAULT_MESSAGE_PATH))
             mounts = container_mounts(pod, spec, self._volume_paths, declared)
-            mounts.append(Mount(message_file, message_path))
         except VolumeError as exc:
             run.waiting_reason, run.waiting_message = "CreateContainerConfigError", str(exc)
             run.restart_at = time.monotonic() + 2.0
@@ -277,6 +275,11 @@ class PodWorker(threading.Thread):
             self.ctx.event(pod, "Warning", "Failed", f"Error: failed to start container {run.name!r}: {message}")
             self._on_exit(pod, run, 128, reason="StartError", message=message)
             return
+        try:
+            self.ctx.mount_points.acquire(f"{self.uid}/{run.name}", [Mount(message_file, message_path)])
+            mounts.append(Mount(message_file, message_path))
+        except OSError as exc:  # e.g. a read-only /dev: the container runs, only its termination message is lost
+            log.warning("pod %s: no termination message file for %s: %s", self.key, run.name, exc)
         try:
             self.ctx.mount_points.acquire(f"{self.uid}/{run.name}", mounts)
             run.process = ContainerProcess(launch_argv(mounts, workdir, argv), env, self._log_path(run), Path(workdir))
