@@ -292,7 +292,7 @@ spec:
     assert pod(cluster, namespace, "nginx")["status"]["phase"] == "Pending"
 
 
-def test_job_pod_on_the_gpu_node_succeeds(cluster: LocalCluster, namespace: str) -> None:
+def test_job_pod_with_init_container_on_the_gpu_node_succeeds(cluster: LocalCluster, namespace: str) -> None:
     apply(
         cluster,
         namespace,
@@ -307,12 +307,19 @@ spec:
       restartPolicy: Never
       nodeSelector: {dialogue.dev/node-kind: process}
       tolerations: [{key: nvidia.com/gpu, operator: Exists, effect: NoSchedule}]
+      volumes: [{name: scratch, emptyDir: {}}]
+      initContainers:
+      - name: prepare
+        image: busybox
+        command: [sh, -c, "echo prepared > /scratch/note"]
+        volumeMounts: [{name: scratch, mountPath: /scratch}]
       containers:
       - name: main
         image: python:3.11
-        command: [python3, -c, "import os; print('job done on', os.environ['NODE'])"]
+        command: [python3, -c, "import os; print(open('/scratch/note').read().strip(), 'on', os.environ['NODE'])"]
         env: [{name: NODE, valueFrom: {fieldRef: {fieldPath: spec.nodeName}}}]
         resources: {limits: {nvidia.com/gpu: 1}}
+        volumeMounts: [{name: scratch, mountPath: /scratch}]
 """,
     )
     wait_for(
@@ -328,7 +335,8 @@ spec:
     assert job_pod["status"]["phase"] == "Succeeded"
     assert container_status(job_pod)["state"]["terminated"]["reason"] == "Completed"
     logs = cluster.kubectl("logs", job_pod["metadata"]["name"], "-n", namespace).stdout
-    assert logs.strip() == f"job done on {GPU_NODE}"
+    assert logs.strip() == f"prepared on {GPU_NODE}"  # the init container ran first, sharing the emptyDir
+    assert job_pod["status"]["initContainerStatuses"][0]["state"]["terminated"]["exitCode"] == 0
 
 
 def _seconds_between(earlier: str, later: str) -> float:
