@@ -143,3 +143,18 @@ def test_thinning_is_seeded_and_keeps_about_the_share():
     assert thin(trace, 0.7, seed=2) != a
     with pytest.raises(ValueError, match="keep"):
         thin(trace, 0.0, seed=1)
+
+
+def test_command_line_replays_any_csv_of_the_shape(tmp_path: Path, capsys):
+    from e2e.tracesim.__main__ import main
+
+    csv = tmp_path / "mine.csv"
+    rows = [f"2024-01-01 00:{i // 60:02d}:{i % 60:02d}.0,300,20" for i in range(0, 240, 2)]
+    csv.write_text("TIMESTAMP,ContextTokens,GeneratedTokens\n" + "\n".join(rows) + "\n")
+    assert main([str(csv), "--cold-start-s", "30"]) == 0
+    out = capsys.readouterr().out
+    assert "120 requests" in out
+    for name in ("| ours |", "| kubeai |", "| hpa-keda |", "| oracle |"):
+        assert name in out
+    assert main([str(tmp_path / "missing.csv")]) == 2
+    assert "missing.csv" in capsys.readouterr().err

@@ -1,0 +1,44 @@
+"""Command line: replay any `TIMESTAMP,ContextTokens,GeneratedTokens` CSV under every policy, print a table."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from dataclasses import replace
+from pathlib import Path
+
+from e2e.tracesim.compare import Setup, replay_all, table
+from e2e.tracesim.trace import load_trace
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m e2e.tracesim", description=__doc__)
+    parser.add_argument("trace", type=Path, help="CSV with columns TIMESTAMP,ContextTokens,GeneratedTokens")
+    parser.add_argument("--rate-scale", type=float, default=1.0, help=">1 compresses time (more requests/s)")
+    parser.add_argument("--token-scale", type=float, default=1.0, help="multiplies prompt and output tokens")
+    parser.add_argument("--duration-s", type=float, default=None, help="replay only this much of the trace")
+    parser.add_argument("--cold-start-s", type=float, default=Setup.cold_start_s)
+    parser.add_argument("--slo-ttft-p95-s", type=float, default=Setup.slo_ttft_p95_s)
+    parser.add_argument("--max-replicas", type=int, default=Setup.max_replicas)
+    args = parser.parse_args(argv)
+    try:
+        trace = load_trace(
+            args.trace, rate_scale=args.rate_scale, token_scale=args.token_scale, duration_s=args.duration_s
+        )
+    except (OSError, ValueError) as exc:
+        print(f"tracesim: {exc}", file=sys.stderr)
+        return 2
+    if not trace:
+        print(f"tracesim: {args.trace} holds no requests", file=sys.stderr)
+        return 2
+    setup = replace(
+        Setup(), cold_start_s=args.cold_start_s, slo_ttft_p95_s=args.slo_ttft_p95_s, max_replicas=args.max_replicas
+    )
+    print(f"{len(trace)} requests over {trace[-1].arrival_s / 60:.1f} min, cold start {setup.cold_start_s:g} s, "
+          f"SLO TTFT p95 <= {setup.slo_ttft_p95_s:g} s\n")  # fmt: skip
+    print(table(replay_all(trace, setup)))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
