@@ -87,9 +87,11 @@ def run_vllm(config: EngineConfig, env: Mapping[str, str]) -> int:
     result = run_child(cmd, child_env)
     if result.stopped_by_signal or result.returncode == 0:
         return 0
-    line = engine_error_line(result.stderr_tail) or last_meaningful_line(result.stderr_tail)
+    line = engine_error_line(result.output_tail) or last_meaningful_line(result.output_tail)
     raise EngineStartError(
-        f"vLLM exited with code {result.returncode}: {line or 'no error output (killed? out of memory?)'}", EXIT_ENGINE
+        f"vLLM exited with code {result.returncode} serving {location.model}: "
+        f"{line or 'no error output (killed? out of memory?)'}",
+        EXIT_ENGINE,
     )
 
 

@@ -1,8 +1,8 @@
-"""Runs the engine server as a child process: forwards SIGTERM/SIGINT, keeps its stderr tail, leaves nothing behind.
+"""Runs the engine server as a child process: forwards SIGTERM/SIGINT, keeps its output tail, leaves nothing behind.
 
 The child gets its own process group, so after it exits any helper process it left (vLLM's engine core)
-is killed with the group. Its stderr is copied through to ours line by line and the last lines are kept
-for the termination message.
+is killed with the group. Its stdout and stderr are copied through to ours line by line, and their last
+lines are kept for the termination message (vLLM logs its workers' tracebacks on stdout).
 """
 
 from __future__ import annotations
@@ -17,25 +17,33 @@ import threading
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from types import FrameType
+from typing import IO, TextIO
 
 STDERR_TAIL_LINES = 300
 
 
 @dataclass(frozen=True)
 class ChildResult:
-    """How the child ended: its exit code, whether we asked it to stop, its last stderr lines."""
+    """How the child ended: its exit code, whether we asked it to stop, its last output lines (both streams)."""
 
     returncode: int
     stopped_by_signal: bool
-    stderr_tail: tuple[str, ...]
+    output_tail: tuple[str, ...]
 
 
 def run_child(cmd: Sequence[str], env: Mapping[str, str]) -> ChildResult:
     """Run `cmd` until it exits; SIGTERM/SIGINT sent to us are passed on to it (blocking)."""
     tail: collections.deque[str] = collections.deque(maxlen=STDERR_TAIL_LINES)
     proc = subprocess.Popen(
-        list(cmd), env=dict(env), stderr=subprocess.PIPE, text=True, errors="replace", start_new_session=True
+        list(cmd),
+        env=dict(env),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        errors="replace",
+        start_new_session=True,
     )
+    lock = threading.Lock()
     stopping = threading.Event()
 
     def forward(signum: int, _frame: FrameType | None) -> None:
@@ -45,18 +53,24 @@ def run_child(cmd: Sequence[str], env: Mapping[str, str]) -> ChildResult:
 
     previous = {s: signal.signal(s, forward) for s in (signal.SIGTERM, signal.SIGINT)}
 
-    def pump() -> None:
-        assert proc.stderr is not None
-        for line in proc.stderr:
-            tail.append(line.rstrip("\n"))
-            sys.stderr.write(line)
-            sys.stderr.flush()
+    def pump(stream: IO[str], sink: TextIO) -> None:
+        for line in stream:
+            with lock:
+                tail.append(line.rstrip("\n"))
+            sink.write(line)
+            sink.flush()
 
-    reader = threading.Thread(target=pump, name="engine-stderr", daemon=True)
-    reader.start()
+    assert proc.stdout is not None and proc.stderr is not None
+    readers = [
+        threading.Thread(target=pump, args=(proc.stdout, sys.stdout), name="engine-stdout", daemon=True),
+        threading.Thread(target=pump, args=(proc.stderr, sys.stderr), name="engine-stderr", daemon=True),
+    ]
+    for reader in readers:
+        reader.start()
     try:
         returncode = proc.wait()
-        reader.join(timeout=5)
+        for reader in readers:
+            reader.join(timeout=5)
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)

@@ -24,6 +24,8 @@ _LOG_RE = re.compile(
     r"^(?:[A-Z]+\s+)?\d{2}-\d{2} \d{2}:\d{2}:\d{2}(?:\.\d+)? \[[^\]]*\]\s*"
 )  # "ERROR 11-28 17:00:00 [x.py:1] "
 _EXC_RE = re.compile(r"^(?:[A-Za-z_][\w.]*\.)?([A-Za-z_]\w*(?:Error|Exception|Exit))(?::\s*(.*))?$")
+_VALIDATION_RE = re.compile(r"\d+ validation errors? for \w+$")
+_VALUE_DETAIL_RE = re.compile(r"\s*\[type=.*$")
 _GENERIC = (
     "Engine core initialization failed",
     "See root cause above",
@@ -37,14 +39,25 @@ def _clean(line: str) -> str:
     return _LOG_RE.sub("", line).strip()
 
 
-def engine_error_line(stderr_lines: Iterable[str]) -> str | None:
-    """The most specific error line in an engine's stderr, or None when it shows no exception."""
+def _with_validation_detail(line: str, following: list[str]) -> str:
+    """pydantic puts the reason on the line after "N validation error for X": join it on."""
+    if not _VALIDATION_RE.search(line):
+        return line
+    for nxt in following:
+        detail = _VALUE_DETAIL_RE.sub("", nxt.strip()).removeprefix("Value error, ").strip()
+        if detail:
+            return f"{line}: {detail}"
+    return line
+
+
+def engine_error_line(output_lines: Iterable[str]) -> str | None:
+    """The most specific error line in an engine's output, or None when it shows no exception."""
+    lines = [_clean(raw) for raw in output_lines]
     exceptions: list[str] = []
-    for raw in stderr_lines:
-        line = _clean(raw)
+    for i, line in enumerate(lines):
         match = _EXC_RE.match(line)
         if match and (match.group(2) or "").strip():
-            exceptions.append(line)
+            exceptions.append(_with_validation_detail(line, lines[i + 1 : i + 3]))
     specific = [e for e in exceptions if not any(g in e for g in _GENERIC)]
     chosen = specific[-1] if specific else (exceptions[-1] if exceptions else None)
     if chosen is None:
@@ -52,8 +65,8 @@ def engine_error_line(stderr_lines: Iterable[str]) -> str | None:
     return chosen if len(chosen) <= MAX_MESSAGE_CHARS else chosen[: MAX_MESSAGE_CHARS - 3] + "..."
 
 
-def last_meaningful_line(stderr_lines: Iterable[str]) -> str | None:
-    lines = [c for c in (_clean(raw) for raw in stderr_lines) if c and not c.startswith(("File ", "^", "~"))]
+def last_meaningful_line(output_lines: Iterable[str]) -> str | None:
+    lines = [c for c in (_clean(raw) for raw in output_lines) if c and not c.startswith(("File ", "^", "~"))]
     return lines[-1][:MAX_MESSAGE_CHARS] if lines else None
 
 

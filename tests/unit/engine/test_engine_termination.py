@@ -43,3 +43,30 @@ def test_no_exception_gives_none_and_the_last_line_fallback() -> None:
     lines = ["INFO starting", "Killed", ""]
     assert engine_error_line(lines) is None
     assert last_meaningful_line(lines) == "Killed"
+
+
+def test_worker_traceback_on_stdout_beats_the_wrapper() -> None:
+    lines = [
+        "(Worker pid=21127) ERROR 11-28 17:33:18 [multiproc_executor.py:953]     with safe_open(st_file) as f:",
+        "(Worker pid=21127) ERROR 11-28 17:33:18 [multiproc_executor.py:953] safetensors._safetensors_rust."
+        "SafetensorError: Error while deserializing header: incomplete metadata, file not fully covered",
+        "(EngineCore pid=21029) INFO 11-28 17:33:18 [multiproc_executor.py:479] [shutdown] Executor: waiting",
+        "RuntimeError: Engine core initialization failed. See root cause above. Failed core proc(s): {}",
+    ]
+    assert engine_error_line(lines) == (
+        "safetensors._safetensors_rust.SafetensorError: Error while deserializing header: incomplete metadata, "
+        "file not fully covered"
+    )
+
+
+def test_pydantic_validation_errors_bring_their_reason() -> None:
+    lines = [
+        "pydantic_core._pydantic_core.ValidationError: 1 validation error for VllmConfig",
+        "  Value error, User-specified max_model_len (100000) is greater than the derived max_model_len (8192). "
+        "[type=value_error, input_value=ArgsKwargs((), {'model_co...}), input_type=ArgsKwargs]",
+        "    For further information visit https://errors.pydantic.dev/2.14/v/value_error",
+    ]
+    assert engine_error_line(lines) == (
+        "pydantic_core._pydantic_core.ValidationError: 1 validation error for VllmConfig: User-specified "
+        "max_model_len (100000) is greater than the derived max_model_len (8192)."
+    )
