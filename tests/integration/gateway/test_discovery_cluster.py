@@ -1,0 +1,171 @@
+"""Discovery on the local cluster: sim pods on the process-backed node `proc-cpu-0` enter the gateway's rotation
+when Ready, leave it when deleted, API keys come from the DialogueModel's Secret, and a request held at zero
+annotates the DialogueModel and is answered once a pod is Ready again."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+import sys
+import time
+from pathlib import Path
+
+import aiohttp
+import pytest
+import yaml
+from dialogue_runtime.gateway.balancer import replica_id
+
+from tests.integration.gateway.conftest import Procs, free_port, wait_http
+
+pytestmark = [pytest.mark.cluster, pytest.mark.timeout(240)]
+
+ROOT = Path(__file__).resolve().parents[3]
+ANNOTATION = "dialogue.dev/scale-from-zero-requested-at"
+KEY = "sk-cluster-test"
+ENDPOINTS_RE = re.compile(r'dialogue_gateway_endpoints\{model="chat",namespace="([^"]+)",variant="base"\} ([0-9.]+)')
+
+
+def apply(cluster: object, namespace: str, manifest: dict[str, object]) -> None:
+    cluster.kubectl("apply", "-n", namespace, "-f", "-", input=yaml.safe_dump(manifest))  # type: ignore[attr-defined]
+
+
+def sim_pod(name: str) -> dict[str, object]:
+    return {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": name, "labels": {"dialogue.dev/model": "chat", "dialogue.dev/variant": "base"}},
+        "spec": {
+            "nodeSelector": {"kubernetes.io/hostname": "proc-cpu-0"},
+            "terminationGracePeriodSeconds": 2,
+            "containers": [
+                {
+                    "name": "engine",
+                    "image": "ghcr.io/dialogue-operator/gateway:0.1.0",  # the project venv runs the sim
+                    "command": ["python3", "-m", "dialogue_runtime.sim"],
+                    "args": ["--host", "$(POD_IP)", "--port", "8000", "--served-model-name", "chat-sim"],
+                    "env": [{"name": "POD_IP", "valueFrom": {"fieldRef": {"fieldPath": "status.podIP"}}}],
+                    "ports": [{"name": "http", "containerPort": 8000}],
+                    "readinessProbe": {"httpGet": {"path": "/health", "port": "http"}, "periodSeconds": 1},
+                }
+            ],
+        },
+    }
+
+
+def wait_for(predicate, timeout_s: float, what: str):  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.3)
+    raise TimeoutError(f"timed out after {timeout_s} s waiting for {what}")
+
+
+def pod_ip(cluster: object, namespace: str, name: str) -> str | None:
+    out = cluster.kubectl("get", "pod", name, "-n", namespace, "-o", "json", check=False)  # type: ignore[attr-defined]
+    if out.returncode != 0:
+        return None
+    pod = json.loads(out.stdout)
+    ready = any(c["type"] == "Ready" and c["status"] == "True" for c in pod["status"].get("conditions", []))
+    return pod["status"].get("podIP") if ready else None
+
+
+async def ask(session: aiohttp.ClientSession, gateway: str, key: str = KEY, conv: str = "c") -> tuple[int, str]:
+    body = {"model": "chat-sim", "messages": [{"role": "user", "content": "hello"}], "max_tokens": 4}
+    headers = {"Authorization": f"Bearer {key}", "X-Session-ID": conv}
+    async with session.post(f"{gateway}/v1/chat/completions", json=body, headers=headers) as response:
+        await response.read()
+        return response.status, response.headers.get("X-Dialogue-Replica", "")
+
+
+def test_pods_enter_and_leave_rotation_keys_from_secret_hold_annotates(
+    cluster: object, namespace: str, procs: Procs
+) -> None:
+    chart_crds = ROOT / "charts" / "dialogue-operator" / "crds"
+    crds = chart_crds if chart_crds.is_dir() else ROOT / "crds"
+    cluster.kubectl("apply", "--server-side", "--force-conflicts", "-f", str(crds))  # type: ignore[attr-defined]
+    apply(cluster, namespace, {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "chat-keys"},
+                               "stringData": {"api-key": KEY}})  # fmt: skip
+    model = {
+        "apiVersion": "dialogue.dev/v1alpha1",
+        "kind": "DialogueModel",
+        "metadata": {"name": "chat"},
+        "spec": {
+            "model": {"source": "pvc://models/smol", "servedName": "chat-sim"},
+            "engine": {"kind": "sim"},
+            "replicas": 0,
+            "security": {"apiKeySecretRef": {"name": "chat-keys", "key": "api-key"}},
+        },
+    }
+    apply(cluster, namespace, model)
+    for name in ("sim-a", "sim-b"):
+        apply(cluster, namespace, sim_pod(name))
+    ips = {
+        name: wait_for(lambda n=name: pod_ip(cluster, namespace, n), 90, f"{name} Ready") for name in ("sim-a", "sim-b")
+    }
+
+    port = free_port("127.0.0.1")
+    kubeconfig = str(cluster.kubeconfig)  # type: ignore[attr-defined]
+    args = [sys.executable, "-m", "dialogue_runtime.gateway", "--host", "127.0.0.1", "--port", str(port)]
+    args += ["--kubeconfig", kubeconfig, "--namespace", namespace, "--log-level", "WARNING", "--hold-timeout-s", "120"]
+    gateway = procs.spawn(args, f"http://127.0.0.1:{port}", "gateway-k8s")
+    wait_http(gateway.url + "/healthz", proc=gateway.popen)
+
+    async def scenario() -> None:
+        async with aiohttp.ClientSession() as session:
+            # Both pods discovered; keys come from the Secret.
+            assert (await ask(session, gateway.url, key="sk-wrong"))[0] == 401
+            replicas = {(await ask(session, gateway.url, conv=f"c{i}"))[1] for i in range(30)}
+            assert replicas == {replica_id(f"http://{ip}:8000") for ip in ips.values()}
+
+            # A deleted pod leaves the rotation.
+            cluster.kubectl("delete", "pod", "sim-a", "-n", namespace, "--wait=false")  # type: ignore[attr-defined]
+            await wait_metric(session, gateway.url, 1)
+            after = [await ask(session, gateway.url, conv=f"c{i}") for i in range(20)]
+            assert {status for status, _ in after} == {200}
+            assert {r for _, r in after} == {replica_id(f"http://{ips['sim-b']}:8000")}
+
+            # At zero, a request is held, the DialogueModel is annotated, and a new pod answers it.
+            cluster.kubectl("delete", "pod", "sim-b", "-n", namespace, "--wait=false")  # type: ignore[attr-defined]
+            await wait_metric(session, gateway.url, 0)
+            held = asyncio.create_task(ask(session, gateway.url))
+            annotation = await asyncio.to_thread(
+                wait_for, lambda: annotation_of(cluster, namespace), 30, "the scale-from-zero annotation"
+            )
+            assert annotation.endswith("Z")
+            assert not held.done()
+            apply(cluster, namespace, sim_pod("sim-c"))
+            status, replica = await asyncio.wait_for(held, timeout=120)
+            assert status == 200
+            ip_c = await asyncio.to_thread(wait_for, lambda: pod_ip(cluster, namespace, "sim-c"), 30, "sim-c")
+            assert replica == replica_id(f"http://{ip_c}:8000")
+
+            # Deleting the DialogueModel removes its metric series.
+            cluster.kubectl("delete", "dialoguemodel", "chat", "-n", namespace)  # type: ignore[attr-defined]
+            for _ in range(100):
+                async with session.get(gateway.url + "/metrics") as response:
+                    if f'namespace="{namespace}"' not in await response.text():
+                        break
+                await asyncio.sleep(0.2)
+            else:
+                raise AssertionError("series of the deleted DialogueModel are still exported")
+
+    asyncio.run(scenario())
+    gateway.stop()
+
+
+def annotation_of(cluster: object, namespace: str) -> str | None:
+    out = cluster.kubectl("get", "dialoguemodel", "chat", "-n", namespace, "-o", "json")  # type: ignore[attr-defined]
+    return json.loads(out.stdout)["metadata"].get("annotations", {}).get(ANNOTATION)
+
+
+async def wait_metric(session: aiohttp.ClientSession, gateway: str, expected: int) -> None:
+    for _ in range(150):
+        async with session.get(gateway + "/metrics") as response:
+            found = ENDPOINTS_RE.search(await response.text())
+        if (float(found.group(2)) if found else 0.0) == expected:
+            return
+        await asyncio.sleep(0.2)
+    raise AssertionError(f"the gateway never saw {expected} ready endpoints")
