@@ -6,6 +6,8 @@ server with its own client certificate; the API server authorizes with Node,RBAC
 
 from __future__ import annotations
 
+import functools
+import subprocess
 import sys
 from pathlib import Path
 
@@ -52,6 +54,12 @@ def write_pki(layout: Layout, ports: Ports) -> None:
         )
 
 
+@functools.cache
+def _is_etcd_34(etcd: Path) -> bool:
+    version = subprocess.run([str(etcd), "--version"], capture_output=True, text=True, check=False).stdout
+    return "etcd Version: 3.4." in version
+
+
 def etcd_argv(bins: Binaries, layout: Layout, ports: Ports) -> list[str]:
     ca = str(layout.pki_dir / "ca.crt")
     cert = layout.pair("etcd")
@@ -75,7 +83,9 @@ def etcd_argv(bins: Binaries, layout: Layout, ports: Ports) -> list[str]:
         f"--peer-key-file={cert.key}",
         "--peer-client-cert-auth",
         f"--peer-trusted-ca-file={ca}",
-        "--watch-progress-notify-interval=5s",
+        # etcd 3.4 (Debian's) only knows the experimental name; without it a watch with no resourceVersion
+        # gets 504 "Too large resource version".
+        f"--{'experimental-' if _is_etcd_34(bins.etcd) else ''}watch-progress-notify-interval=1s",
         "--quota-backend-bytes=4294967296",
         "--logger=zap",
         "--log-outputs=stderr",
