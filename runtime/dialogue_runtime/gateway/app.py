@@ -78,12 +78,15 @@ async def serve(settings: GatewaySettings) -> None:
         counters=token_counters(settings),
     )
     store: SessionStore
+    sweeper: asyncio.Task[None] | None = None
     if settings.redis_url:
         redis_store = RedisSessionStore(settings.redis_url, settings.session_ttl_s, settings.session_lock_timeout_s)
         await redis_store.ping()
         store = redis_store
     else:
-        store = MemorySessionStore(settings.session_ttl_s)
+        memory_store = MemorySessionStore(settings.session_ttl_s)
+        sweeper = asyncio.create_task(_sweep_forever(memory_store))
+        store = memory_store
     app = build_app(gateway, SessionsApi(gateway, store).routes)
     await proxy.start()
     await discovery.start()
@@ -103,4 +106,13 @@ async def serve(settings: GatewaySettings) -> None:
     await runner.cleanup()
     await discovery.stop()
     await proxy.close()
+    if sweeper is not None:
+        sweeper.cancel()
     await store.close()
+
+
+async def _sweep_forever(store: MemorySessionStore, interval_s: float = 60.0) -> None:
+    """Drop expired in-memory sessions that nobody reads again (Redis expires its own)."""
+    while True:
+        await asyncio.sleep(interval_s)
+        store.sweep()

@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
+import dataclasses
 import datetime as dt
 import logging
 import secrets
@@ -187,7 +188,7 @@ class KubeDiscovery:
         self._models[ref] = obj
         model = parse_dialogue_model(obj)
         keys = await self._read_keys(model)
-        self.registry.set_model(parse_dialogue_model(obj, keys))
+        self.registry.set_model(dataclasses.replace(model, api_keys=keys, limits=self.settings.limits))
 
     async def _read_keys(self, model: ModelInfo) -> frozenset[str]:
         ref = model.api_key_ref

@@ -53,6 +53,14 @@ def sim_pod(name: str) -> dict[str, object]:
     }
 
 
+STARTED = time.monotonic()
+
+
+def step(what: str) -> None:
+    """Progress with elapsed time, shown with the captured output if the test fails."""
+    print(f"[{time.monotonic() - STARTED:7.1f} s] {what}", flush=True)
+
+
 def wait_for(predicate, timeout_s: float, what: str):  # type: ignore[no-untyped-def]
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
@@ -85,6 +93,7 @@ def test_pods_enter_and_leave_rotation_keys_from_secret_hold_annotates(
 ) -> None:
     chart_crds = ROOT / "charts" / "dialogue-operator" / "crds"
     crds = chart_crds if chart_crds.is_dir() else ROOT / "crds"
+    step("applying the CRD, a Secret, a DialogueModel and two sim pods")
     cluster.kubectl("apply", "--server-side", "--force-conflicts", "-f", str(crds))  # type: ignore[attr-defined]
     apply(cluster, namespace, {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "chat-keys"},
                                "stringData": {"api-key": KEY}})  # fmt: skip
@@ -106,6 +115,7 @@ def test_pods_enter_and_leave_rotation_keys_from_secret_hold_annotates(
         name: wait_for(lambda n=name: pod_ip(cluster, namespace, n), 90, f"{name} Ready") for name in ("sim-a", "sim-b")
     }
 
+    step(f"pods Ready: {ips}; starting the gateway")
     port = free_port("127.0.0.1")
     kubeconfig = str(cluster.kubeconfig)  # type: ignore[attr-defined]
     args = [sys.executable, "-m", "dialogue_runtime.gateway", "--host", "127.0.0.1", "--port", str(port)]
@@ -115,11 +125,13 @@ def test_pods_enter_and_leave_rotation_keys_from_secret_hold_annotates(
 
     async def scenario() -> None:
         async with aiohttp.ClientSession() as session:
+            step("gateway up")
             # Both pods discovered; keys come from the Secret.
             assert (await ask(session, gateway.url, key="sk-wrong"))[0] == 401
             replicas = {(await ask(session, gateway.url, conv=f"c{i}"))[1] for i in range(30)}
             assert replicas == {replica_id(f"http://{ip}:8000") for ip in ips.values()}
 
+            step("both pods in rotation; deleting sim-a")
             # A deleted pod leaves the rotation.
             cluster.kubectl("delete", "pod", "sim-a", "-n", namespace, "--wait=false")  # type: ignore[attr-defined]
             await wait_metric(session, gateway.url, 1)
@@ -127,6 +139,7 @@ def test_pods_enter_and_leave_rotation_keys_from_secret_hold_annotates(
             assert {status for status, _ in after} == {200}
             assert {r for _, r in after} == {replica_id(f"http://{ips['sim-b']}:8000")}
 
+            step("sim-a out of rotation; deleting sim-b")
             # At zero, a request is held, the DialogueModel is annotated, and a new pod answers it.
             cluster.kubectl("delete", "pod", "sim-b", "-n", namespace, "--wait=false")  # type: ignore[attr-defined]
             await wait_metric(session, gateway.url, 0)
@@ -136,12 +149,14 @@ def test_pods_enter_and_leave_rotation_keys_from_secret_hold_annotates(
             )
             assert annotation.endswith("Z")
             assert not held.done()
+            step(f"held and annotated at {annotation}; starting sim-c")
             apply(cluster, namespace, sim_pod("sim-c"))
             status, replica = await asyncio.wait_for(held, timeout=120)
             assert status == 200
             ip_c = await asyncio.to_thread(wait_for, lambda: pod_ip(cluster, namespace, "sim-c"), 30, "sim-c")
             assert replica == replica_id(f"http://{ip_c}:8000")
 
+            step("held request answered by sim-c; deleting the DialogueModel")
             # Deleting the DialogueModel removes its metric series.
             cluster.kubectl("delete", "dialoguemodel", "chat", "-n", namespace)  # type: ignore[attr-defined]
             for _ in range(100):
