@@ -67,7 +67,7 @@ cluster-status: $(STAMP)
 	$(PY) -m e2e.cluster status
 
 crds: $(STAMP)
-	$(PY) -m dialogue_operator.api.crdgen --write crds/
+	$(PY) -m dialogue_operator.api.crdgen --write crds/ --write charts/dialogue-operator/crds/
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache

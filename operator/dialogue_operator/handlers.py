@@ -22,6 +22,9 @@ async def start_controller(settings: kopf.OperatorSettings, memo: kopf.Memo, **_
     config = Settings.from_env()
     settings.peering.standalone = True  # one replica (Recreate); no peering objects to write
     settings.posting.enabled = False  # Events are posted by the controller for transitions only
+    # No runtime watch of CRDs and namespaces: it would need cluster-wide list/watch on both (least privilege);
+    # the DialogueModel CRD is resolved once at start-up.
+    settings.scanning.disabled = True
     settings.watching.server_timeout = 240
     client = await connect()
     controller = Controller(KubeApi(client), config)

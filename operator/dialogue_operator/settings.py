@@ -30,12 +30,12 @@ class Settings:
     run_as_user: int = 1000
     resync_interval_s: float = 60.0
     workers: int = 4
-    namespace: str | None = None  # watch one namespace; None watches all
+    namespaces: tuple[str, ...] = ()  # namespaces to watch; empty watches all
     metrics_port: int = 8080
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
-        """Read DIALOGUE_OPERATOR_* variables (RUNTIME_IMAGE, RESYNC_INTERVAL_S, WORKERS, NAMESPACE, ...)."""
+        """Read DIALOGUE_OPERATOR_* variables (RUNTIME_IMAGE, RESYNC_INTERVAL_S, WORKERS, NAMESPACES=a,b, ...)."""
         source = os.environ if env is None else env
 
         def get(key: str) -> str | None:
@@ -48,6 +48,6 @@ class Settings:
             startup_budget_s=int(get("STARTUP_BUDGET_S") or base.startup_budget_s),
             resync_interval_s=float(get("RESYNC_INTERVAL_S") or base.resync_interval_s),
             workers=int(get("WORKERS") or base.workers),
-            namespace=get("NAMESPACE"),
+            namespaces=tuple(n.strip() for n in (get("NAMESPACES") or "").split(",") if n.strip()),
             metrics_port=int(get("METRICS_PORT") or base.metrics_port),
         )

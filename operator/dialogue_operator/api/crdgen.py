@@ -129,15 +129,17 @@ def render() -> str:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--write", metavar="DIR", help="write the CRD file into DIR (else print it)")
+    parser.add_argument(
+        "--write", metavar="DIR", action="append", default=[], help="write the CRD file into DIR (repeatable)"
+    )
     args = parser.parse_args(argv)
     text = render()
-    if args.write:
-        path = Path(args.write) / CRD_FILE
+    for folder in args.write:
+        path = Path(folder) / CRD_FILE
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(text)
         print(f"crdgen: wrote {path}")
-    else:
+    if not args.write:
         sys.stdout.write(text)
     return 0
 

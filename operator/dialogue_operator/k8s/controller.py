@@ -12,7 +12,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from dialogue_operator.k8s.api import KubeApi, KubeError
-from dialogue_operator.k8s.informer import Informer, ModelKey, pod_summary
+from dialogue_operator.k8s.informer import Informer, InformerGroup, ModelKey, pod_summary
 from dialogue_operator.k8s.resources import CHILD_RESOURCES, POD
 from dialogue_operator.metrics import OperatorMetrics
 from dialogue_operator.reconcile import InvalidSpec, ModelObject, Observed, reconcile
@@ -53,11 +53,12 @@ class Controller:
         self._weights = weights
         self.models: dict[ModelKey, dict[str, Any]] = {}
         self.queue: WorkQueue[ModelKey] = WorkQueue()
+        scopes: tuple[str | None, ...] = settings.namespaces or (None,)
         self.informers = {
-            kind: Informer(api, resource, self.queue.add, settings.namespace)
+            kind: InformerGroup([Informer(api, resource, self.queue.add, ns) for ns in scopes])
             for kind, resource in CHILD_RESOURCES.items()
         }
-        self.pods = Informer(api, POD, self.queue.add, settings.namespace, summarize=pod_summary)
+        self.pods = InformerGroup([Informer(api, POD, self.queue.add, ns, summarize=pod_summary) for ns in scopes])
         self.metrics = OperatorMetrics(self.condition_counts, lambda: dict(api.mutations))
         self._failures: Counter[ModelKey] = Counter()
         self._tasks: list[asyncio.Task[None]] = []
@@ -85,9 +86,10 @@ class Controller:
     # -- lifecycle -----------------------------------------------------------------------------------------
     async def start(self) -> None:
         """Start the informers, wait for their first LIST, then start workers and the resync loop."""
-        for informer in [*self.informers.values(), self.pods]:
+        informers = [i for group in [*self.informers.values(), self.pods] for i in group.members]
+        for informer in informers:
             self._tasks.append(asyncio.create_task(informer.run(), name=f"informer-{informer.resource.plural}"))
-        await asyncio.gather(*(i.synced.wait() for i in [*self.informers.values(), self.pods]))
+        await asyncio.gather(*(i.synced.wait() for i in informers))
         for n in range(self.settings.workers):
             self._tasks.append(asyncio.create_task(self._worker(), name=f"reconcile-worker-{n}"))
         self._tasks.append(asyncio.create_task(self._resync(), name="resync"))

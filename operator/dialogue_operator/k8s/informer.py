@@ -45,7 +45,7 @@ class Informer:
         self._api = api
         self.resource = resource
         self._on_change = on_change
-        self._namespace = namespace
+        self.namespace = namespace
         self._summarize = summarize
         self._by_model: dict[ModelKey, dict[str, Any]] = {}
         self.synced = asyncio.Event()
@@ -95,7 +95,7 @@ class Informer:
             self._on_change(key)
 
     async def _relist(self) -> str:
-        listing = await self._api.list(self.resource, MANAGED_SELECTOR, self._namespace)
+        listing = await self._api.list(self.resource, MANAGED_SELECTOR, self.namespace)
         before = set(self._by_model)
         self._by_model = {}
         for item in listing.get("items") or []:
@@ -116,7 +116,7 @@ class Informer:
                 if not version:
                     version = await self._relist()
                     self.synced.set()
-                async for event in self._api.watch(self.resource, MANAGED_SELECTOR, version, self._namespace):
+                async for event in self._api.watch(self.resource, MANAGED_SELECTOR, version, self.namespace):
                     kind, obj = event.get("type"), event.get("object") or {}
                     if kind == "ERROR":
                         version = ""  # 410 Gone: the version is too old, list again
@@ -135,6 +135,32 @@ class Informer:
                 logger.warning("watch of %s failed, relisting in %.0f s: %s", self.resource.plural, RETRY_DELAY_S, exc)
                 version = ""
                 await asyncio.sleep(RETRY_DELAY_S)
+
+
+class InformerGroup:
+    """Informers of one resource over several namespaces, read as one (a model's children share its namespace)."""
+
+    def __init__(self, members: list[Informer]) -> None:
+        self.members = members
+
+    def objects(self, key: ModelKey) -> dict[str, Any]:
+        """name -> cached object of one model's children of this kind."""
+        found: dict[str, Any] = {}
+        for informer in self.members:
+            found.update(informer.objects(key))
+        return found
+
+    def put(self, obj: dict[str, Any]) -> None:
+        """Cache a just-written object in the informer of its namespace."""
+        namespace = (obj.get("metadata") or {}).get("namespace")
+        for informer in self.members:
+            if informer.namespace in (None, namespace):
+                informer.put(obj)
+                return
+
+    def size(self) -> int:
+        """Objects cached."""
+        return sum(i.size() for i in self.members)
 
 
 def _version(obj: dict[str, Any]) -> int:
