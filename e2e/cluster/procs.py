@@ -172,6 +172,8 @@ def port_owner(port: int) -> tuple[int, str] | None:
 def ensure_port_free(port: int, *, host: str = "127.0.0.1", component: str) -> None:
     """Raises ClusterError naming the process that holds `host:port`, if any does."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        # As the servers do: connections of a stopped server lingering in TIME_WAIT do not block the port.
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             sock.bind((host, port))
             return
