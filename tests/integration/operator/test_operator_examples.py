@@ -1,0 +1,111 @@
+"""Each example in examples/ becomes Ready on simulated GPU nodes that match what it asks for."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from e2e.cluster.harness import LocalCluster
+from tests.integration.operator.conftest import (
+    KWOK_SCHEDULING,
+    OperatorProcess,
+    apply,
+    get_json,
+    wait_for,
+    wait_ready,
+)
+
+pytestmark = pytest.mark.cluster
+EXAMPLES = Path(__file__).resolve().parents[3] / "examples"
+
+
+def _load(name: str) -> dict[str, Any]:
+    doc: dict[str, Any] = yaml.safe_load((EXAMPLES / name).read_text())
+    # The test cluster's GPU nodes are KWOK nodes; the process-backed ones would really start vLLM.
+    doc["spec"]["scheduling"] = {**doc["spec"].get("scheduling", {}), **KWOK_SCHEDULING}
+    return doc
+
+
+def _model_store(cluster: LocalCluster, namespace: str) -> str:
+    """A bound PersistentVolumeClaim `model-store` (what a pre-filled weight volume looks like)."""
+    pv = f"model-store-{namespace}"[:63]
+    objects = [
+        {
+            "apiVersion": "v1",
+            "kind": "PersistentVolume",
+            "metadata": {"name": pv},
+            "spec": {
+                "capacity": {"storage": "1Ti"},
+                "accessModes": ["ReadOnlyMany"],
+                "hostPath": {"path": "/nonexistent/model-store"},
+                "storageClassName": "",
+                "claimRef": {"namespace": namespace, "name": "model-store"},
+            },
+        },
+        {
+            "apiVersion": "v1",
+            "kind": "PersistentVolumeClaim",
+            "metadata": {"name": "model-store", "namespace": namespace},
+            "spec": {
+                "accessModes": ["ReadOnlyMany"],
+                "storageClassName": "",
+                "volumeName": pv,
+                "resources": {"requests": {"storage": "1Ti"}},
+            },
+        },
+    ]
+    cluster.kubectl("apply", "-f", "-", input=yaml.safe_dump_all(objects))
+    wait_for(
+        lambda: get_json(cluster, "pvc", "model-store", "-n", namespace).get("status", {}).get("phase") == "Bound",
+        timeout_s=60,
+        what="PVC model-store Bound",
+    )
+    return pv
+
+
+def _pods(cluster: LocalCluster, namespace: str, model: str) -> list[dict[str, Any]]:
+    items = get_json(cluster, "pods", "-n", namespace, "-l", f"dialogue.dev/model={model}").get("items", [])
+    return [p for p in items if not p["metadata"].get("deletionTimestamp")]
+
+
+def _node_product(cluster: LocalCluster, node: str) -> str:
+    return str(get_json(cluster, "node", node)["metadata"]["labels"].get("nvidia.com/gpu.product"))
+
+
+def test_examples_become_ready_on_matching_gpu_nodes(
+    cluster: LocalCluster, namespace: str, operator: OperatorProcess
+) -> None:
+    pv = _model_store(cluster, namespace)
+    try:
+        for name in ("chat-assistant.yaml", "tensor-parallel.yaml", "quantized-variant.yaml"):
+            proc = apply(cluster, namespace, _load(name))
+            assert proc.returncode == 0, proc.stderr
+        for model in ("assistant", "llama-70b", "qwen-chat"):
+            wait_ready(cluster, namespace, model, timeout_s=120)
+
+        (tp,) = _pods(cluster, namespace, "llama-70b")
+        assert _node_product(cluster, tp["spec"]["nodeName"]) == "NVIDIA-H100-80GB-HBM3"
+        assert tp["spec"]["containers"][0]["resources"]["limits"]["nvidia.com/gpu"] == "4"
+
+        qwen = wait_ready(cluster, namespace, "qwen-chat")
+        weights = {v["name"]: v["weight"] for v in qwen["status"]["variants"]}
+        assert weights == {"base": 100, "fp8": 0}
+        wait_for(
+            lambda: all(
+                v["readyReplicas"] >= 1
+                for v in get_json(cluster, "dm", "qwen-chat", "-n", namespace)["status"]["variants"]
+            ),
+            timeout_s=120,
+            what="both qwen-chat variants ready",
+        )
+        pods = _pods(cluster, namespace, "qwen-chat")
+        assert sorted(p["metadata"]["labels"]["dialogue.dev/variant"] for p in pods) == ["base", "base", "fp8"]
+        assert {_node_product(cluster, p["spec"]["nodeName"]) for p in pods} == {"NVIDIA-L4"}
+        config = get_json(cluster, "configmap", "qwen-chat-fp8", "-n", namespace)["data"]["engine.json"]
+        assert '"quantization":"fp8_per_tensor"' in config
+    finally:
+        cluster.kubectl("delete", "namespace", namespace, "--wait=false", check=False)
+        cluster.kubectl("delete", "pv", pv, "--wait=false", "--ignore-not-found", check=False)
