@@ -4,9 +4,16 @@ from dialogue_operator.autoscale.config import AutoscalingSpecLike, PolicyConfig
 from dialogue_operator.autoscale.observation import Observation, ReplicaMetrics
 from dialogue_operator.autoscale.policy import Decision, Reason, decide
 from dialogue_operator.autoscale.state import PolicyState
-from dialogue_operator.autoscale.status import DESIRED_REPLICAS, autoscaling_status, state_from_status
+from dialogue_operator.autoscale.status import (
+    ANNOTATION_SCALE_FROM_ZERO,
+    DESIRED_REPLICAS,
+    autoscaling_status,
+    scale_from_zero_requested,
+    state_from_status,
+)
 
 __all__ = [
+    "ANNOTATION_SCALE_FROM_ZERO",
     "DESIRED_REPLICAS",
     "AutoscalingSpecLike",
     "Decision",
@@ -17,5 +24,6 @@ __all__ = [
     "ReplicaMetrics",
     "autoscaling_status",
     "decide",
+    "scale_from_zero_requested",
     "state_from_status",
 ]

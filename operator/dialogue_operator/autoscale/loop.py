@@ -48,8 +48,8 @@ async def autoscale_once(
 
     `previous_status`: the model's current `status.autoscaling` (None on first use). `pods`: the model's runtime
     pods as API JSON. `now_s`: wall-clock epoch seconds (status outlives the process, so not monotonic).
-    `scale_from_zero_requested`: the gateway's `dialogue.dev/scale-from-zero-requested-at` annotation is
-    newer than the last scale-up; it counts as one held request. `ttft_window`: keep one per model across
+    `scale_from_zero_requested`: `status.scale_from_zero_requested(metadata.annotations, status.autoscaling)`,
+    i.e. the gateway annotated the model after the last scale change; it counts as one held request. `ttft_window`: keep one per model across
     ticks (in kopf's memo) to get TTFT p95 between scrapes.
     """
     pod_census = census(pods)

@@ -7,6 +7,7 @@ keeps the last scale changes with their reasons for `kubectl get -o yaml` reader
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Mapping
 from typing import Any
 
@@ -15,6 +16,30 @@ from dialogue_operator.autoscale.state import PolicyState
 
 DESIRED_REPLICAS = "desiredReplicas"
 RECENT_DECISIONS_KEPT = 5
+# Written by the gateway (dialogue_runtime.gateway.discovery) on the DialogueModel when it holds a request at zero.
+ANNOTATION_SCALE_FROM_ZERO = "dialogue.dev/scale-from-zero-requested-at"
+
+
+def _parse_rfc3339(value: object) -> dt.datetime | None:
+    if not isinstance(value, str):
+        return None
+    try:
+        parsed = dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=dt.UTC)
+
+
+def scale_from_zero_requested(annotations: Mapping[str, str] | None, autoscaling: Mapping[str, Any] | None) -> bool:
+    """Whether the gateway asked for a replica after the autoscaler's last scale change (a held request waits).
+
+    Stamps have one-second resolution, so a request in the same second as the last change counts as newer.
+    """
+    asked = _parse_rfc3339((annotations or {}).get(ANNOTATION_SCALE_FROM_ZERO))
+    if asked is None:
+        return False
+    last = _parse_rfc3339((autoscaling or {}).get("lastScaleTime"))
+    return last is None or asked >= last
 
 
 def state_from_status(autoscaling: Mapping[str, Any] | None) -> PolicyState | None:

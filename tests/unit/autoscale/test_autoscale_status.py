@@ -58,3 +58,17 @@ def test_public_names():
 
     assert sorted(pkg.__all__) == sorted(n for n in pkg.__all__ if hasattr(pkg, n))
     assert {"decide", "PolicyConfig", "PolicyState", "Observation", "autoscaling_status"} <= set(pkg.__all__)
+
+
+def test_gateway_annotation_newer_than_the_last_scale_asks_for_a_replica():
+    from dialogue_operator.autoscale import ANNOTATION_SCALE_FROM_ZERO, scale_from_zero_requested
+    from dialogue_runtime.gateway import discovery
+
+    assert discovery.ANNOTATION_SCALE_FROM_ZERO == ANNOTATION_SCALE_FROM_ZERO  # one key on both sides
+    asked = {ANNOTATION_SCALE_FROM_ZERO: "2026-01-01T00:10:00Z"}
+    assert scale_from_zero_requested(asked, None)
+    assert scale_from_zero_requested(asked, {"lastScaleTime": "2026-01-01T00:05:00Z"})
+    assert scale_from_zero_requested(asked, {"lastScaleTime": "2026-01-01T00:10:00Z"})
+    assert not scale_from_zero_requested(asked, {"lastScaleTime": "2026-01-01T00:10:01Z"})
+    assert not scale_from_zero_requested({}, None)
+    assert not scale_from_zero_requested({ANNOTATION_SCALE_FROM_ZERO: "soon"}, None)
