@@ -10,14 +10,13 @@ from __future__ import annotations
 import dataclasses
 import json
 import shutil
-import socket
 import tempfile
 import time
 from pathlib import Path
 
 from e2e.cluster import build
 from e2e.cluster.harness import LocalCluster
-from e2e.cluster.procs import ClusterError, free_port
+from e2e.cluster.procs import ClusterError, free_port_block
 
 TITLE = "Local cluster: builds, start-up, scheduling, memory"
 NODE_COUNTS = (10, 100, 1000)
@@ -25,22 +24,6 @@ PODS = 400
 SMALL = 12
 DEBIAN_ETCD = Path("/usr/bin/etcd")
 POD_TIMEOUT_S = 180.0
-
-
-def _port_base() -> int:
-    """A base port whose six consecutive ports are free now."""
-    for _ in range(100):
-        base = free_port()
-        if base > 60000:
-            continue
-        try:
-            for offset in range(1, 6):
-                with socket.socket() as sock:
-                    sock.bind(("127.0.0.1", base + offset))
-            return base
-        except OSError:
-            continue
-    raise RuntimeError("no block of 6 free ports found")
 
 
 def _builds() -> list[str]:
@@ -62,10 +45,15 @@ def _builds() -> list[str]:
 
 
 def _cluster(state: Path, nodes: int, log: list[str], etcd: Path | None = None) -> LocalCluster:
-    cluster = LocalCluster(state, port_base=_port_base(), kwok_nodes=nodes, process_nodes=False, out=log.append)
-    if etcd is not None:
-        cluster._bins = dataclasses.replace(cluster.bins, etcd=etcd)
-    return cluster
+    bins = build.binaries()
+    return LocalCluster(
+        state,
+        port_base=free_port_block(),
+        kwok_nodes=nodes,
+        process_nodes=False,
+        out=log.append,
+        bins=dataclasses.replace(bins, etcd=etcd) if etcd else bins,
+    )
 
 
 def _mib(rss: dict[str, int]) -> dict[str, float]:

@@ -40,6 +40,7 @@ class LocalCluster:
         kwok_nodes: int = DEFAULT_KWOK_NODES,
         process_nodes: bool = True,
         out: Callable[[str], None] | None = None,
+        bins: Binaries | None = None,
     ) -> None:
         self.layout = Layout((state_dir or default_state_dir()).resolve())
         recorded = ClusterInfo.load(self.layout.info_file)
@@ -49,7 +50,7 @@ class LocalCluster:
         self.kwok_nodes = kwok_nodes
         self.process_nodes = process_nodes
         self._out = out or (lambda line: print(line, flush=True))
-        self._bins: Binaries | None = None
+        self._bins = bins  # None: the cached builds of build.py
 
     # ---- what users and tests read -------------------------------------------------------------------------
     @property

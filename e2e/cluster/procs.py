@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
+import random
 import signal
 import socket
 import subprocess
@@ -188,12 +189,25 @@ def ensure_port_free(port: int, *, host: str = "127.0.0.1", component: str) -> N
     )
 
 
-def free_port(host: str = "127.0.0.1") -> int:
-    """A TCP port the kernel says is free right now."""
+def _bindable(port: int, host: str) -> bool:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind((host, 0))
-        port: int = sock.getsockname()[1]
-        return port
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((host, port))
+        except OSError:
+            return False
+    return True
+
+
+def free_port_block(count: int = 6, host: str = "127.0.0.1") -> int:
+    """The first of `count` consecutive free ports, below the kernel's ephemeral range (32768+ on Linux), so
+    that outgoing connections do not take one of them between this check and the servers' start."""
+    rng = random.Random()
+    for _ in range(200):
+        base = rng.randrange(20000, 32700 - count)
+        if all(_bindable(base + i, host) for i in range(count)):
+            return base
+    raise ClusterError(f"found no {count} consecutive free ports in 20000..32700 on {host}")
 
 
 def log_tail(path: Path, lines: int = 30) -> str:

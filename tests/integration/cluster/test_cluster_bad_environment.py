@@ -3,17 +3,21 @@ no process running: a port already in use, missing binaries, a failed Go build o
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import socket
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from e2e.cluster import build
+from e2e.cluster.harness import LocalCluster
 from e2e.cluster.layout import REPO_ROOT
+from e2e.cluster.procs import ClusterError, free_port_block
 from e2e.setup import SetupError
 
 
@@ -37,27 +41,21 @@ def _processes_mentioning(text: str) -> list[str]:
 
 
 @pytest.fixture
-def held_port() -> tuple[socket.socket, int]:
-    """A listening socket on a port whose next five ports are free too (the cluster takes six)."""
-    for _ in range(50):
-        sock = socket.socket()
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-        if port > 65000:
-            sock.close()
-            continue
+def held_port() -> Iterator[tuple[socket.socket, int]]:
+    """A listening socket on the first port of a block of six free ones (a cluster takes six)."""
+    port = free_port_block()
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", port))
         sock.listen()
-        return sock, port
-    raise RuntimeError("no port found")
+        yield sock, port
 
 
 def test_port_in_use_names_the_port_and_its_process_and_leaves_nothing_running(
     held_port: tuple[socket.socket, int], tmp_path: Path
 ) -> None:
-    sock, port = held_port
+    _, port = held_port
     state = tmp_path / "cluster"
-    with sock:
-        proc = _run(["-m", "e2e.cluster", "up", "--port-base", str(port)], {"DIALOGUE_CLUSTER_DIR": str(state)})
+    proc = _run(["-m", "e2e.cluster", "up", "--port-base", str(port)], {"DIALOGUE_CLUSTER_DIR": str(state)})
     assert proc.returncode == 1
     assert "Traceback" not in proc.stderr
     assert f"port {port} (for kube-apiserver) is already in use by pid {os.getpid()}" in proc.stderr
@@ -109,3 +107,26 @@ def test_missing_go_toolchain_says_what_to_install(tmp_path: Path) -> None:
     assert "Traceback" not in proc.stderr
     assert "setup: cluster FAILED" in proc.stderr
     assert "Go toolchain" in proc.stderr and "Install Go" in proc.stderr
+
+
+def test_component_failing_mid_start_shows_its_log_and_everything_started_is_stopped(tmp_path: Path) -> None:
+    port = free_port_block()
+    fake_kwok = tmp_path / "kwok"
+    fake_kwok.write_text("#!/bin/sh\necho 'kwok: cannot load config: simulated failure' >&2\nexit 3\n")
+    fake_kwok.chmod(0o755)
+    bins = dataclasses.replace(build.binaries(), kwok=fake_kwok)
+    if bins.missing():
+        pytest.fail(f"cluster binaries missing ({bins.missing()}): run `python -m e2e.setup cluster`")
+    lines: list[str] = []
+    state = tmp_path / "cluster"
+    cluster = LocalCluster(state, port_base=port, kwok_nodes=3, process_nodes=False, out=lines.append, bins=bins)
+    with pytest.raises(ClusterError) as failed:
+        cluster.up()
+    message = str(failed.value)
+    assert "kwok exited during start" in message
+    assert "simulated failure" in message  # the failing component's log tail
+    assert any(line.startswith("kube-apiserver ready") for line in lines)  # it got that far
+    time.sleep(0.2)
+    assert _processes_mentioning(str(state)) == []
+    assert not list((state / "run").glob("*.pid"))
+    assert not cluster.layout.tmpfs_dir.exists()
