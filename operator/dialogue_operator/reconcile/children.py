@@ -20,9 +20,9 @@ from dialogue_operator.reconcile.model import ModelObject
 from dialogue_operator.settings import Settings
 
 
-def build_config_map(model: ModelObject, variant: str) -> dict[str, Any]:
+def build_config_map(model: ModelObject, variant: str, settings: Settings) -> dict[str, Any]:
     """The ConfigMap holding `engine.json` (the runtime's EngineConfig) for one variant."""
-    config = build_engine_config(model, variant)
+    config = build_engine_config(model, variant, settings)
     return with_spec_hash(
         {
             "apiVersion": "v1",

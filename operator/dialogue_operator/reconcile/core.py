@@ -96,7 +96,7 @@ def desired_children(
     if model.spec.security.network_policy:
         children.append(build_network_policy(model, settings))
     for variant in sorted(weights):
-        children.append(build_config_map(model, variant))
+        children.append(build_config_map(model, variant, settings))
         children.append(build_deployment(model, variant, settings, replicas[variant]))
     return children
 

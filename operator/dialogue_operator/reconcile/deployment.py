@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import copy
+import json
 from typing import Any
 
 from dialogue_runtime import contract
 
 from dialogue_operator.api.common import quantity_str
 from dialogue_operator.reconcile.engine_config import build_engine_config, model_volume
-from dialogue_operator.reconcile.hashing import with_spec_hash
+from dialogue_operator.reconcile.hashing import spec_hash, with_spec_hash
 from dialogue_operator.reconcile.labels import child_name, metadata, runtime_labels, variant_selector
 from dialogue_operator.reconcile.model import ModelObject
 from dialogue_operator.settings import Settings
@@ -20,6 +21,7 @@ CONFIG_VOLUME = "engine-config"
 SHM_VOLUME = "dshm"
 MODEL_VOLUME = "model-cache"
 TMP_VOLUME = "tmp"
+ANNOTATION_CONFIG_HASH = "dialogue.dev/config-hash"
 
 
 def _env(model: ModelObject, settings: Settings) -> list[dict[str, Any]]:
@@ -79,8 +81,8 @@ def _affinity(model: ModelObject) -> dict[str, Any] | None:
     return affinity or None
 
 
-def _volumes(model: ModelObject, variant: str) -> list[dict[str, Any]]:
-    source = build_engine_config(model, variant).source
+def _volumes(model: ModelObject, variant: str, settings: Settings) -> list[dict[str, Any]]:
+    source = build_engine_config(model, variant, settings).source
     volume = model_volume(model, source)
     shm: dict[str, Any] = {"medium": "Memory"}
     shm_size = quantity_str(model.spec.resources.shared_memory)
@@ -102,6 +104,11 @@ def _volumes(model: ModelObject, variant: str) -> list[dict[str, Any]]:
     ]
 
 
+def config_hash(model: ModelObject, variant: str, settings: Settings) -> str:
+    """Hash of the engine configuration a variant's pods read."""
+    return spec_hash(json.loads(build_engine_config(model, variant, settings).model_dump_json()))
+
+
 def _probe(settings: Settings, failure_threshold: int, period_s: int, timeout_s: int = 5) -> dict[str, Any]:
     return {
         "httpGet": {"path": HEALTH_PATH, "port": contract.ENGINE_PORT_NAME},
@@ -115,7 +122,7 @@ def build_deployment(model: ModelObject, variant: str, settings: Settings, repli
     """The Deployment serving `variant` of `model` with `replicas` pods, with a spec-hash annotation."""
     spec = model.spec
     labels = runtime_labels(model, variant)
-    volume = model_volume(model, build_engine_config(model, variant).source)
+    volume = model_volume(model, build_engine_config(model, variant, settings).source)
     container: dict[str, Any] = {
         "name": CONTAINER_NAME,
         "image": spec.engine.image or settings.runtime_image,
@@ -164,7 +171,7 @@ def build_deployment(model: ModelObject, variant: str, settings: Settings, repli
             "seccompProfile": {"type": "RuntimeDefault"},
         },
         "tolerations": tolerations,
-        "volumes": _volumes(model, variant),
+        "volumes": _volumes(model, variant, settings),
     }
     affinity = _affinity(model)
     if affinity is not None:
@@ -185,7 +192,14 @@ def build_deployment(model: ModelObject, variant: str, settings: Settings, repli
             "selector": {"matchLabels": variant_selector(model, variant)},
             # One extra pod at a time, never fewer ready pods than asked: GPUs are scarce, downtime is worse.
             "strategy": {"type": "RollingUpdate", "rollingUpdate": {"maxSurge": 1, "maxUnavailable": 0}},
-            "template": {"metadata": {"labels": dict(sorted(labels.items()))}, "spec": pod_spec},
+            "template": {
+                "metadata": {
+                    "labels": dict(sorted(labels.items())),
+                    # engine.json is read at start: pods restart when the rendered configuration changes.
+                    "annotations": {ANNOTATION_CONFIG_HASH: config_hash(model, variant, settings)},
+                },
+                "spec": pod_spec,
+            },
         },
     }
     return with_spec_hash(deployment, pod_template=True)

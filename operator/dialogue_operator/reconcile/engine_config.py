@@ -9,6 +9,7 @@ from dialogue_runtime.engine.config import EngineConfig, SimProfile
 
 from dialogue_operator.api import BASE_VARIANT
 from dialogue_operator.reconcile.model import InvalidSpec, ModelObject
+from dialogue_operator.settings import Settings
 
 
 @dataclass(frozen=True)
@@ -40,7 +41,7 @@ def variant_source(model: ModelObject, variant: str) -> str:
     return model.spec.model.source
 
 
-def build_engine_config(model: ModelObject, variant: str) -> EngineConfig:
+def build_engine_config(model: ModelObject, variant: str, settings: Settings) -> EngineConfig:
     """The engine configuration one variant's pods read from /etc/dialogue/engine.json."""
     spec = model.spec
     variant_spec = spec.variant(variant)
@@ -67,5 +68,7 @@ def build_engine_config(model: ModelObject, variant: str) -> EngineConfig:
         extra_args=list(spec.engine.args),
         port=contract.ENGINE_PORT,
         api_key_env=contract.ENGINE_API_KEY_ENV if spec.security.api_key_secret_ref is not None else None,
+        # Drain in-flight requests on SIGTERM, finishing before the kubelet's SIGKILL.
+        shutdown_grace_s=max(0, settings.termination_grace_s - 10),
         sim=sim,
     )
