@@ -7,6 +7,7 @@ before the client saw a byte). Every refusal is answered in OpenAI's error forma
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -215,6 +216,14 @@ def error_middleware(gateway: Gateway) -> Callable[..., Awaitable[web.StreamResp
                 raise
             body = openai_error_body(exc.reason, "invalid_request_error", code=f"http_{exc.status}")
             return web.json_response(body, status=exc.status)
+        except (ConnectionResetError, asyncio.CancelledError):
+            raise  # the client went away: nothing to answer
+        except Exception:
+            # A bug, not a client error: logged with its traceback (never the body), answered in OpenAI's format.
+            log.exception("internal error serving %s %s", request.method, request.path)
+            gateway.metrics.errors.labels("", "", "internal").inc()
+            body = openai_error_body("Internal error in the gateway.", "server_error", code="internal_error")
+            return web.json_response(body, status=500)
 
     return middleware
 

@@ -19,6 +19,8 @@ from typing import Any, Protocol
 import redis.asyncio as redis_asyncio
 from redis.exceptions import LockError
 
+from dialogue_runtime.gateway.errors import Unavailable
+
 KEY_PREFIX = "dialogue:session:"
 LOCK_PREFIX = "dialogue:session-lock:"
 
@@ -130,7 +132,11 @@ class RedisSessionStore:
         )
         acquired = await lock.acquire()
         if not acquired:
-            raise TimeoutError(f"session {session_id}: lock not acquired within {self.lock_timeout_s} s")
+            raise Unavailable(
+                f"Session {session_id!r} is busy with another message; try again.",
+                code="session_busy",
+                retry_after_s=5,
+            )
         try:
             yield
         finally:

@@ -1,12 +1,14 @@
 """Discovery on the local cluster: sim pods on the process-backed node `proc-cpu-0` enter the gateway's rotation
 when Ready, leave it when deleted, API keys come from the DialogueModel's Secret, and a request held at zero
-annotates the DialogueModel and is answered once a pod is Ready again."""
+annotates the DialogueModel and is answered once a pod is Ready again. The gateway runs with the chart's own
+ServiceAccount and RBAC (a token of that account), so the chart's permissions are proven, not assumed."""
 
 from __future__ import annotations
 
 import asyncio
 import json
 import re
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -117,7 +119,7 @@ def test_pods_enter_and_leave_rotation_keys_from_secret_hold_annotates(
 
     step(f"pods Ready: {ips}; starting the gateway")
     port = free_port("127.0.0.1")
-    kubeconfig = str(cluster.kubeconfig)  # type: ignore[attr-defined]
+    kubeconfig = str(chart_rbac_kubeconfig(cluster, namespace, procs.workdir))
     args = [sys.executable, "-m", "dialogue_runtime.gateway", "--host", "127.0.0.1", "--port", str(port)]
     args += ["--kubeconfig", kubeconfig, "--namespace", namespace, "--log-level", "WARNING", "--hold-timeout-s", "120"]
     gateway = procs.spawn(args, f"http://127.0.0.1:{port}", "gateway-k8s")
@@ -169,6 +171,35 @@ def test_pods_enter_and_leave_rotation_keys_from_secret_hold_annotates(
 
     asyncio.run(scenario())
     gateway.stop()
+
+
+def chart_rbac_kubeconfig(cluster: object, namespace: str, workdir: Path) -> Path:
+    """A kubeconfig for the chart's gateway ServiceAccount, bound by the chart's own (namespaced) RBAC.
+
+    The gateway then runs with exactly the permissions the chart grants, so missing RBAC fails this test.
+    """
+    chart = ROOT / "charts" / "dialogue-operator"
+    rendered = subprocess.run(
+        [str(cluster.bins.helm), "template", "gw", str(chart), "--namespace", namespace,  # type: ignore[attr-defined]
+         "--set", "gateway.enabled=true", "--set", f"gateway.namespace={namespace}",
+         "--show-only", "templates/gateway-serviceaccount.yaml", "--show-only", "templates/gateway-rbac.yaml"],
+        capture_output=True, text=True, check=True,
+    ).stdout  # fmt: skip
+    cluster.kubectl("apply", "-n", namespace, "-f", "-", input=rendered)  # type: ignore[attr-defined]
+    account = next(d["metadata"]["name"] for d in yaml.safe_load_all(rendered) if d and d["kind"] == "ServiceAccount")
+    token = cluster.kubectl("create", "token", account, "-n", namespace, "--duration", "1h").stdout.strip()  # type: ignore[attr-defined]
+    admin = yaml.safe_load(Path(cluster.kubeconfig).read_text())  # type: ignore[attr-defined]
+    config = {
+        "apiVersion": "v1",
+        "kind": "Config",
+        "clusters": [{"name": "local", "cluster": admin["clusters"][0]["cluster"]}],
+        "users": [{"name": "gateway", "user": {"token": token}}],
+        "contexts": [{"name": "gateway", "context": {"cluster": "local", "user": "gateway"}}],
+        "current-context": "gateway",
+    }
+    path = workdir / f"gateway-{namespace}.kubeconfig"
+    path.write_text(yaml.safe_dump(config))
+    return path
 
 
 def annotation_of(cluster: object, namespace: str) -> str | None:
