@@ -49,8 +49,8 @@ async def autoscale_once(
     `previous_status`: the model's current `status.autoscaling` (None on first use). `pods`: the model's runtime
     pods as API JSON. `now_s`: wall-clock epoch seconds (status outlives the process, so not monotonic).
     `scale_from_zero_requested`: `status.scale_from_zero_requested(metadata.annotations, status.autoscaling)`,
-    i.e. the gateway annotated the model after the last scale change; it counts as one held request. `ttft_window`: keep one per model across
-    ticks (in kopf's memo) to get TTFT p95 between scrapes.
+    i.e. the gateway annotated the model after the last scale change; it counts as one held request.
+    `ttft_window`: keep one per model across ticks (in memory) to get TTFT p95 between scrapes.
     """
     pod_census = census(pods)
     engines = await scrape_pod_metrics(pod_census.ready, fetch, timeout_s=timeout_s, model_name=served_model_name)

@@ -211,6 +211,13 @@ def decide(state: PolicyState | None, obs: Observation, now_s: float, config: Po
             "did not answer /metrics; not scaling down"
         )
 
+    # The user's bounds win over every hold above (a lowered maxReplicas or raised minReplicas applies at once).
+    bounded = min(config.max_replicas, max(config.min_replicas, desired))
+    if bounded != desired:
+        reason = Reason.AT_MAX_REPLICAS if bounded < desired else Reason.AT_MIN_REPLICAS
+        detail = f"spec.autoscaling bounds are [{config.min_replicas}, {config.max_replicas}]"
+        desired = bounded
+
     verb = "scale up" if desired > current else "scale down" if desired < current else "hold"
     message = f"{verb} {current} -> {desired}: {detail}"
     if in_panic:

@@ -241,3 +241,14 @@ def test_from_spec_reads_the_user_fields():
     assert (cfg.max_replicas, cfg.target_in_flight_per_replica, cfg.stable_window_s) == (7, 12.0, 30.0)
     with pytest.raises(TypeError, match="unknown"):
         PolicyConfig.from_spec(Spec(), nope=1)
+
+
+def test_changed_bounds_apply_even_while_holding():
+    cfg = PolicyConfig(min_replicas=1, max_replicas=5, target_in_flight_per_replica=10)
+    lowered = decide(None, obs(8, 10, failed=2), 0.0, cfg)  # partial metrics would hold 8
+    assert lowered.desired_replicas == 5
+    assert lowered.reason == Reason.AT_MAX_REPLICAS
+    raised = PolicyConfig(min_replicas=4, max_replicas=6, target_in_flight_per_replica=10)
+    d = decide(None, obs(2, 1, ready=1, unschedulable=1), 0.0, raised)  # a GPU is short, but min is the user's
+    assert d.desired_replicas == 4
+    assert d.reason == Reason.AT_MIN_REPLICAS
