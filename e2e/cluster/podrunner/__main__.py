@@ -14,7 +14,7 @@ from pathlib import Path
 from types import FrameType
 
 from e2e.cluster.podrunner.kubeapi import ApiError
-from e2e.cluster.podrunner.runner import Runner, RunnerConfig
+from e2e.cluster.podrunner.runner import Runner, RunnerAlreadyRunning, RunnerConfig
 
 
 def parse_args(argv: list[str]) -> RunnerConfig:
@@ -86,6 +86,9 @@ def main(argv: list[str]) -> int:
     signal.signal(signal.SIGINT, on_signal)
     try:
         runner.run()
+    except RunnerAlreadyRunning as exc:
+        print(f"podrunner: {exc}", file=sys.stderr)
+        return 2
     except ApiError as exc:
         print(
             f"podrunner: node {config.node_name}: {exc} (is the API server up? is the kubeconfig right?)",

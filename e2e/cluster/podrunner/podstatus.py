@@ -114,7 +114,9 @@ def pod_status(
     status: dict[str, Any] = {
         "phase": phase,
         "hostIP": host_ip,
-        "hostIPs": [{"ip": host_ip}],
+        # podIPs/hostIPs merge by ip in a strategic patch: "$patch: replace" keeps exactly one (an IP that
+        # changed across a runner restart would otherwise leave two, which the API server rejects).
+        "hostIPs": [{"ip": host_ip}, {"$patch": "replace"}],
         "startTime": start_time,
         "conditions": conditions(
             (pod.get("status") or {}).get("conditions") or [],
@@ -132,7 +134,7 @@ def pod_status(
         status["initContainerStatuses"] = list(init_statuses)
     if pod_ip:
         status["podIP"] = pod_ip
-        status["podIPs"] = [{"ip": pod_ip}]
+        status["podIPs"] = [{"ip": pod_ip}, {"$patch": "replace"}]
     return status
 
 

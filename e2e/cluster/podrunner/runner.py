@@ -3,6 +3,7 @@ logs, and on shutdown stops every pod's processes before it exits (e2e layer).""
 
 from __future__ import annotations
 
+import fcntl
 import logging
 import os
 import threading
@@ -23,6 +24,10 @@ log = logging.getLogger("podrunner")
 
 HEARTBEAT_S = 10.0
 WATCH_TIMEOUT_S = 240.0
+
+
+class RunnerAlreadyRunning(RuntimeError):
+    """Another runner holds this node's state directory."""
 
 
 @dataclass(frozen=True)
@@ -82,6 +87,14 @@ class Runner:
         self._stop.set()
 
     def run(self) -> None:
+        # One runner per node: a second one would start every pod twice.
+        self._instance_lock = (self.config.state_dir / "runner.lock").open("a")
+        try:
+            fcntl.flock(self._instance_lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError as exc:
+            raise RunnerAlreadyRunning(
+                f"another pod runner already serves node {self.config.node_name} from {self.config.state_dir}"
+            ) from exc
         if self.config.serve_logs:
             self.log_server = LogServer(self.ctx, self._find_pod_dir, self._container_running)
             self.log_server.start()
