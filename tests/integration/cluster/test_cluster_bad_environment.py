@@ -130,3 +130,19 @@ def test_component_failing_mid_start_shows_its_log_and_everything_started_is_sto
     assert _processes_mentioning(str(state)) == []
     assert not list((state / "run").glob("*.pid"))
     assert not cluster.layout.tmpfs_dir.exists()
+
+
+def test_cluster_fixture_fails_without_skipping_when_binaries_are_missing(tmp_path: Path) -> None:
+    (tmp_path / "conftest.py").write_text("from tests.conftest import *  # noqa: F403\n")
+    (tmp_path / "test_needs_cluster.py").write_text("def test_uses_cluster(cluster):\n    pass\n")
+    config = ["-p", "no:cacheprovider", "--rootdir", str(REPO_ROOT), "-c", str(REPO_ROOT / "pyproject.toml")]
+    proc = _run(
+        ["-m", "pytest", str(tmp_path / "test_needs_cluster.py"), *config],
+        {"DIALOGUE_CACHE": str(tmp_path / "empty-cache"), "DIALOGUE_CLUSTER_DIR": str(tmp_path / "cluster")},
+    )
+    assert proc.returncode == 1, proc.stdout[-2000:]
+    assert "1 error" in proc.stdout
+    assert "skipped" not in proc.stdout
+    assert "binaries are missing" in proc.stdout
+    assert "run `python -m e2e.setup cluster`" in proc.stdout
+    assert "Traceback" not in proc.stdout
