@@ -344,3 +344,67 @@ def _seconds_between(earlier: str, later: str) -> float:
         return time.mktime(time.strptime(stamp, "%Y-%m-%dT%H:%M:%SZ"))
 
     return parse(later) - parse(earlier)
+
+
+def test_claim_bound_to_a_host_path_volume_is_that_directory(
+    cluster: LocalCluster, namespace: str, tmp_path: Path
+) -> None:
+    pv_name = f"pv-{namespace}"[:63]
+    data = tmp_path / "volume"
+    manifest = {
+        "apiVersion": "v1",
+        "kind": "List",
+        "items": [
+            {
+                "apiVersion": "v1",
+                "kind": "PersistentVolume",
+                "metadata": {"name": pv_name},
+                "spec": {
+                    "capacity": {"storage": "1Gi"},
+                    "accessModes": ["ReadWriteOnce"],
+                    "storageClassName": "",
+                    "hostPath": {"path": str(data), "type": "DirectoryOrCreate"},
+                    "claimRef": {"namespace": namespace, "name": "models"},
+                },
+            },
+            {
+                "apiVersion": "v1",
+                "kind": "PersistentVolumeClaim",
+                "metadata": {"name": "models", "namespace": namespace},
+                "spec": {
+                    "accessModes": ["ReadWriteOnce"],
+                    "storageClassName": "",
+                    "volumeName": pv_name,
+                    "resources": {"requests": {"storage": "1Gi"}},
+                },
+            },
+            {
+                "apiVersion": "v1",
+                "kind": "Pod",
+                "metadata": {"name": "writer", "namespace": namespace},
+                "spec": {
+                    "nodeSelector": {"kubernetes.io/hostname": CPU_NODE},
+                    "restartPolicy": "Never",
+                    "containers": [
+                        {
+                            "name": "main",
+                            "image": "busybox",
+                            "command": ["sh", "-c", "echo weights > /models/model.bin"],
+                            "volumeMounts": [{"name": "models", "mountPath": "/models"}],
+                        }
+                    ],
+                    "volumes": [{"name": "models", "persistentVolumeClaim": {"claimName": "models"}}],
+                },
+            },
+        ],
+    }
+    try:
+        cluster.kubectl("apply", "-f", "-", input=json.dumps(manifest))
+        wait_for(
+            lambda: pod(cluster, namespace, "writer").get("status", {}).get("phase") == "Succeeded",
+            timeout_s=60,
+            what="pod writer to succeed",
+        )
+        assert (data / "model.bin").read_text() == "weights\n"
+    finally:
+        cluster.kubectl("delete", "pv", pv_name, "--wait=false", "--ignore-not-found", check=False)
