@@ -5,12 +5,15 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+import aiohttp
 import kopf
 from dialogue_runtime import contract
 from prometheus_client import start_http_server
 
 from dialogue_operator.k8s.api import KubeApi, connect
+from dialogue_operator.k8s.autoscaler import AutoscalerShell
 from dialogue_operator.k8s.controller import Controller
+from dialogue_operator.k8s.metrics_fetch import aiohttp_fetch
 from dialogue_operator.settings import Settings
 
 logger = logging.getLogger(__name__)
@@ -27,7 +30,10 @@ async def start_controller(settings: kopf.OperatorSettings, memo: kopf.Memo, **_
     settings.scanning.disabled = True
     settings.watching.server_timeout = 240
     client = await connect()
-    controller = Controller(KubeApi(client), config)
+    api = KubeApi(client)
+    memo.http = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=5))
+    autoscaler = AutoscalerShell(api, aiohttp_fetch(memo.http), gateway_urls=config.gateway_metrics_urls)
+    controller = Controller(api, config, autoscaler=autoscaler)
     memo.client = client
     memo.controller = controller
     if config.metrics_port:
@@ -41,6 +47,7 @@ async def stop_controller(memo: kopf.Memo, **_: Any) -> None:
     """Stop workers and informers, close the API client and the metrics endpoint."""
     await memo.controller.stop()
     await memo.client.close()
+    await memo.http.close()
     server = memo.get("metrics_server")
     if server is not None:
         server[0].shutdown()

@@ -32,6 +32,8 @@ class Settings:
     workers: int = 4
     namespaces: tuple[str, ...] = ()  # namespaces to watch; empty watches all
     metrics_port: int = 8080
+    autoscale_interval_s: float = 10.0  # 0 turns the autoscaler loop off
+    gateway_metrics_urls: tuple[str, ...] = ()  # gateway /metrics pages the autoscaler also scrapes
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -50,4 +52,6 @@ class Settings:
             workers=int(get("WORKERS") or base.workers),
             namespaces=tuple(n.strip() for n in (get("NAMESPACES") or "").split(",") if n.strip()),
             metrics_port=int(get("METRICS_PORT") or base.metrics_port),
+            autoscale_interval_s=float(get("AUTOSCALE_INTERVAL_S") or base.autoscale_interval_s),
+            gateway_metrics_urls=tuple(u.strip() for u in (get("GATEWAY_METRICS_URLS") or "").split(",") if u.strip()),
         )

@@ -12,6 +12,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from dialogue_operator.k8s.api import KubeApi, KubeError
+from dialogue_operator.k8s.autoscaler import AutoscalerShell
 from dialogue_operator.k8s.informer import Informer, InformerGroup, ModelKey, pod_summary
 from dialogue_operator.k8s.resources import CHILD_RESOURCES, POD
 from dialogue_operator.metrics import OperatorMetrics
@@ -46,11 +47,13 @@ class Controller:
         settings: Settings,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         weights: WeightsProvider | None = None,
+        autoscaler: AutoscalerShell | None = None,
     ) -> None:
         self.api = api
         self.settings = settings
         self._clock = clock
         self._weights = weights
+        self._autoscaler = autoscaler
         self.models: dict[ModelKey, dict[str, Any]] = {}
         self.queue: WorkQueue[ModelKey] = WorkQueue()
         scopes: tuple[str | None, ...] = settings.namespaces or (None,)
@@ -70,6 +73,8 @@ class Controller:
         key = (str(meta.get("namespace")), str(meta.get("name")))
         if event_type == "DELETED":
             self.models.pop(key, None)
+            if self._autoscaler is not None:
+                self._autoscaler.forget(*key)
             return
         if _newer(body, self.models.get(key)):
             self.models[key] = body
@@ -93,6 +98,8 @@ class Controller:
         for n in range(self.settings.workers):
             self._tasks.append(asyncio.create_task(self._worker(), name=f"reconcile-worker-{n}"))
         self._tasks.append(asyncio.create_task(self._resync(), name="resync"))
+        if self._autoscaler is not None and self.settings.autoscale_interval_s > 0:
+            self._tasks.append(asyncio.create_task(self._autoscale(self._autoscaler), name="autoscaler"))
 
     async def stop(self) -> None:
         """Cancel every task the controller started."""
@@ -108,6 +115,24 @@ class Controller:
             await asyncio.sleep(self.settings.resync_interval_s)
             for key in list(self.models):
                 self.queue.add(key)
+
+    async def _autoscale(self, shell: AutoscalerShell) -> None:
+        """Every interval, one autoscaler tick per model with autoscaling on (it writes status.autoscaling; the
+        model's watch event then brings the new desiredReplicas to the reconcile)."""
+        limit = asyncio.Semaphore(8)
+
+        async def tick(body: dict[str, Any]) -> None:
+            async with limit:
+                try:
+                    await shell.tick(body, time.time())
+                except (KubeError, OSError, TimeoutError) as exc:
+                    meta = body.get("metadata") or {}
+                    logger.warning("autoscaler tick of %s/%s failed: %s", meta.get("namespace"), meta.get("name"), exc)
+
+        while True:
+            await asyncio.sleep(self.settings.autoscale_interval_s)
+            bodies = [b for b in self.models.values() if ((b.get("spec") or {}).get("autoscaling") or {})]
+            await asyncio.gather(*(tick(b) for b in bodies))
 
     async def _worker(self) -> None:
         while True:
@@ -154,9 +179,12 @@ class Controller:
             self.metrics.reconcile_errors.labels("InvalidSpec").inc()
             return
         plan = reconcile(model, self.observe(key), self.settings, now, self._weights(model) if self._weights else None)
-        for obj in plan.apply:
-            applied = await self.api.apply(obj)
-            self.informers[obj["kind"]].put(applied)
+        # Children are independent of each other except that pods read their ConfigMap: Deployments go last.
+        deployments = [o for o in plan.apply if o["kind"] == "Deployment"]
+        others = [o for o in plan.apply if o["kind"] != "Deployment"]
+        for batch in (others, deployments):
+            for applied in await asyncio.gather(*(self.api.apply(obj) for obj in batch)):
+                self.informers[applied.get("kind", "")].put(applied)
         for kind, name in plan.delete:
             await self.api.delete(kind, model.namespace, name)
         if plan.status_changed:

@@ -156,6 +156,7 @@ class OperatorProcess:
             "DIALOGUE_OPERATOR_METRICS_PORT": str(self.metrics_port),
             "DIALOGUE_OPERATOR_HEALTH_PORT": "0",
             "DIALOGUE_OPERATOR_LOG_LEVEL": "WARNING",
+            "DIALOGUE_OPERATOR_AUTOSCALE_INTERVAL_S": "1",
         }
         self.log = log
         with log.open("ab") as out:

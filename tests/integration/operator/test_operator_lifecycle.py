@@ -172,3 +172,22 @@ def test_restart_mid_way_converges_without_duplicates(
     for name in names:
         assert len(_pods(cluster, namespace, name)) == 1
     wait_for(lambda: _stable_writes(second), timeout_s=30, what="the restarted operator to settle")
+
+
+def test_autoscaled_model_takes_its_replicas_from_the_autoscaler(
+    cluster: LocalCluster, namespace: str, operator: OperatorProcess
+) -> None:
+    spec = {
+        "model": {"source": "hf://HuggingFaceTB/SmolLM2-135M-Instruct@main"},
+        "autoscaling": {"minReplicas": 2, "maxReplicas": 4},
+    }
+    apply(cluster, namespace, dialogue_model("auto", spec))
+
+    def two_ready() -> dict | None:
+        status = get_json(cluster, "dm", "auto", "-n", namespace).get("status") or {}
+        ok = status.get("readyReplicas") == 2 and (status.get("autoscaling") or {}).get("desiredReplicas") == 2
+        return status if ok else None
+
+    wait_for(two_ready, timeout_s=90, what="2 ready replicas decided by the autoscaler (minReplicas)")
+    proc = cluster.kubectl("scale", "dm/auto", "-n", namespace, "--replicas=3", check=False)
+    assert proc.returncode != 0 and "mutually exclusive" in proc.stderr  # kubectl scale is for fixed replicas
