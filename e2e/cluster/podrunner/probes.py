@@ -193,4 +193,4 @@ def _exec_check(spec: ProbeSpec, target: CheckTarget) -> tuple[bool, str]:
     if proc.returncode == 0:
         return True, ""
     text = output.decode("utf-8", errors="replace").strip()[-512:]
-    return False, f"command {list(spec.command)} exited with {proc.returncode}: {text}"
+    return False, f"command {list(spec.command)} exited with {proc.returncode}" + (f": {text}" if text else "")
