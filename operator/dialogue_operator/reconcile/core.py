@@ -55,16 +55,30 @@ class Plan:
     events: list[EventNote] = field(default_factory=list)
 
 
-def variant_weights(model: ModelObject) -> dict[str, int]:
-    """Traffic weights per active variant when no rollout controller says otherwise.
+def _valid_weights(raw: Any, valid: set[str]) -> dict[str, int] | None:
+    """Weights naming known variants, each 0-100, summing to 100; else None."""
+    if not isinstance(raw, Mapping) or not raw:
+        return None
+    weights = {str(k): v for k, v in raw.items()}
+    if not set(weights) <= valid or not all(isinstance(v, int) and 0 <= v <= 100 for v in weights.values()):
+        return None
+    return weights if sum(weights.values()) == 100 else None
 
-    Without a rollout: the base model takes everything. With one: the last weights written to status are kept
-    (the rollout state machine moves them); a target not yet in status is warmed up at weight 0.
+
+def variant_weights(model: ModelObject) -> dict[str, int]:
+    """Traffic weights per active variant (an active variant gets a Deployment, even at weight 0).
+
+    The rollout state machine owns the split and keeps it in `status.rollout.weights`; that wins when valid.
+    Otherwise: without a rollout the base model takes everything; with one, the weights last written to
+    `status.variants` are kept and the target is warmed up at weight 0.
     """
     spec = model.spec
+    valid = {BASE_VARIANT, *(v.name for v in spec.variants)}
+    from_rollout = _valid_weights((model.status.rollout or {}).get("weights"), valid)
+    if from_rollout is not None:
+        return dict(sorted(from_rollout.items()))
     if spec.rollout is None:
         return {BASE_VARIANT: 100}
-    valid = {BASE_VARIANT, *(v.name for v in spec.variants)}
     previous = {v.name: v.weight for v in model.status.variants if v.name in valid and v.weight > 0}
     weights = previous if sum(previous.values()) == 100 else {BASE_VARIANT: 100}
     weights.setdefault(spec.rollout.target_variant, 0)

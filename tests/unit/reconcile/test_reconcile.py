@@ -173,3 +173,21 @@ def test_fields_the_apiserver_omits_when_empty_are_not_drift() -> None:
     assert [o["kind"] for o in again.apply] == ["Deployment"]  # true -> missing is drift
     mounts = plan.desired[-1]["spec"]["template"]["spec"]["containers"][0]["volumeMounts"]
     assert all(m.get("readOnly", True) for m in mounts), "the builder writes no false booleans"
+
+
+def test_rollout_state_machine_weights_in_status_rollout_win() -> None:
+    spec = {
+        "model": {"source": "hf://o/m"},
+        "variants": [{"name": "fp8", "quantization": "fp8_per_tensor"}],
+        "rollout": {"targetVariant": "fp8"},
+    }
+    status = {"rollout": {"phase": "Canary", "weights": {"base": 50, "fp8": 50}}}
+    plan = reconcile(_with_status(model_body(spec), status), Observed(), SETTINGS, NOW)
+    assert plan.status["traffic"] == "base=50,fp8=50"
+    assert plan.status["rollout"] == status["rollout"]  # the rollout controller's state passes through untouched
+    promoted = {"rollout": {"phase": "Promoted", "weights": {"fp8": 100}}}
+    done = reconcile(_with_status(model_body(spec), promoted), Observed(), SETTINGS, NOW)
+    assert {o["metadata"]["name"] for o in done.desired if o["kind"] == "Deployment"} == {"chat-fp8"}
+    bogus = {"rollout": {"weights": {"ghost": 100}}}
+    fallback = reconcile(_with_status(model_body(spec), bogus), Observed(), SETTINGS, NOW)
+    assert fallback.status["traffic"] == "base=100"
