@@ -22,7 +22,7 @@ from dialogue_runtime.compress.calibration_set import DEFAULT, CalibrationSet, l
 from dialogue_runtime.compress.errors import CompressJobError, StorageError, ToolError
 from dialogue_runtime.compress.identity import model_identity, read_config
 from dialogue_runtime.compress.recipe import Recipe, check_compatible, parse_scheme, recipe_id
-from dialogue_runtime.compress.termination import Progress, fail, one_line, succeed
+from dialogue_runtime.compress.termination import Progress, fail, one_line, set_cpu_threads, succeed
 
 JOB = "compress"
 
@@ -54,8 +54,11 @@ def _tool_error(what: str, exc: BaseException) -> CompressJobError:
         err = store.storage_error(exc, Path(exc.filename or "?"))
         if err is not None:
             return err
-    if isinstance(exc, RuntimeError) and "PytorchStreamWriter" in str(exc):
-        return StorageError(f"no space left on the output volume ({type(exc).__name__}: {one_line(str(exc))})")
+    text = str(exc)
+    if "No space left on device" in text or "os error 28" in text:  # e.g. safetensors' Rust writer, not an OSError
+        return StorageError(
+            f"no space left on the output volume: {what} failed: {type(exc).__name__}: {one_line(text)}"
+        )
     return ToolError(f"{what} failed: {type(exc).__name__}: {one_line(str(exc))}")
 
 
@@ -174,6 +177,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(sys.argv[1:] if argv is None else argv)
     os.environ.setdefault("TQDM_DISABLE", "1")  # progress bars would flood the Job log; our steps say enough
+    set_cpu_threads()
     try:
         recipe = Recipe(
             scheme=parse_scheme(args.scheme),

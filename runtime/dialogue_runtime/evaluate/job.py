@@ -16,7 +16,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from dialogue_runtime.compress.termination import Progress, fail, one_line, succeed
+from dialogue_runtime.compress.termination import Progress, fail, one_line, set_cpu_threads, succeed
+from dialogue_runtime.evaluate import base_cache
 from dialogue_runtime.evaluate.golden_set import DEFAULT, GoldenSetError, load_golden
 from dialogue_runtime.evaluate.scoring import Summary, summarize
 
@@ -60,10 +61,17 @@ def run(args: argparse.Namespace, progress: Progress) -> dict[str, Any]:
         tokenizer = runner.load_tokenizer(args.base)
         encoded = runner.encode(tokenizer, dialogues)
         progress.step("base", f"{len(encoded)} dialogues, {args.max_new_tokens} greedy tokens each")
-        base_model = runner.load_model(args.base)
-        base = runner.score_base(base_model, tokenizer, encoded, args.max_new_tokens)
-        del base_model
-        gc.collect()
+        key = base_cache.cache_key(args.base, dialogues, args.max_new_tokens) if args.cache_dir else ""
+        base = base_cache.load(args.cache_dir, key, len(encoded)) if args.cache_dir else None
+        if base is not None:
+            progress.note(f"base results reused from {args.cache_dir}")
+        else:
+            base_model = runner.load_model(args.base)
+            base = runner.score_base(base_model, tokenizer, encoded, args.max_new_tokens)
+            del base_model
+            gc.collect()
+            if args.cache_dir:
+                base_cache.save(args.cache_dir, key, base)
         progress.step("variant", str(args.variant))
         variant_model = runner.load_model(args.variant)
         scores = runner.score_variant(variant_model, tokenizer, encoded, base, args.max_new_tokens)
@@ -107,12 +115,14 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--max-new-tokens", type=int, default=16, help="greedy tokens compared per dialogue")
     parser.add_argument("--limit", type=int, default=0, help="only the first N dialogues (0: all)")
     parser.add_argument("--output", type=Path, default=None, help="where to write the result JSON")
+    parser.add_argument("--cache-dir", type=Path, default=None, help="keep/reuse the base's results here")
     return parser.parse_args(argv)
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(sys.argv[1:] if argv is None else argv)
-    os.environ.setdefault("TQDM_DISABLE", "1")
+    os.environ.setdefault("TQDM_DISABLE", "1")  # progress bars would flood the Job log; our steps say enough
+    set_cpu_threads()
     progress = Progress(JOB)
     try:
         result = run(args, progress)

@@ -15,6 +15,7 @@ from typing import Any
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
+from dialogue_runtime.evaluate.base_cache import BaseResult
 from dialogue_runtime.evaluate.golden_set import GoldenDialogue
 from dialogue_runtime.evaluate.scoring import DialogueScore
 
@@ -24,12 +25,6 @@ class Encoded:
     id: str
     prompt_ids: list[int]
     reference_ids: list[int]
-
-
-@dataclass(frozen=True)
-class BaseResult:
-    logprob_sum: float
-    greedy_ids: list[int]
 
 
 def load_model(path: Path) -> Any:
