@@ -163,6 +163,8 @@ class Runner:
                         register(self.client, self.shape)
                     except ApiError as again:
                         log.warning("re-registering the node failed: %s", again)
+            except Exception:  # the heartbeat must outlive any surprise, or the node goes NotReady
+                log.exception("heartbeat failed unexpectedly")
 
     def _watch_loop(self) -> None:
         path = "/api/v1/pods"
