@@ -16,6 +16,8 @@ from pathlib import Path
 from dialogue_runtime.compress.errors import CalibrationError
 
 DEFAULT = "default"
+# The API's `calibration.dataset: builtin:<name>` names a set shipped here; `chat` is the default one.
+BUILTIN = {"builtin:default": DEFAULT, "builtin:chat": DEFAULT}
 Message = dict[str, str]
 
 
@@ -56,8 +58,10 @@ def _parse_jsonl(text: str, source: str) -> list[str | tuple[Message, ...]]:
 
 
 def load_calibration(ref: str) -> CalibrationSet:
-    """`default` (shipped with the package) or a path to a .jsonl / text file."""
-    if ref == DEFAULT:
+    """`default` / `builtin:chat` (shipped with the package) or a path to a .jsonl / text file."""
+    if ref.startswith("builtin:") and ref not in BUILTIN:
+        raise CalibrationError(f"unknown built-in calibration set {ref!r}; known: {', '.join(sorted(BUILTIN))}")
+    if BUILTIN.get(ref, ref) == DEFAULT:
         text = resources.files("dialogue_runtime.compress.calibration").joinpath("default.jsonl").read_text()
         source = "default"
         samples = _parse_jsonl(text, source)

@@ -68,7 +68,7 @@ def run(
     output_root: Path,
     *,
     model_name: str | None = None,
-    link_name: str | None = None,
+    link: Path | None = None,
     progress: Progress | None = None,
 ) -> JobResult:
     """Produces (or reuses) the artifact for `base` + `recipe` under `output_root`."""
@@ -85,9 +85,7 @@ def run(
         if store.read_marker(paths.final_dir) is not None:
             progress.done()
             progress.note(f"reused {paths.final_dir} (finished artifact found, nothing compressed)")
-            return _finish(
-                paths, base_id, rid, reused=True, output_root=output_root, link_name=link_name, progress=progress
-            )
+            return _finish(paths, base_id, rid, reused=True, link=link, progress=progress)
         for removed in store.remove_partials(paths):
             progress.note(f"removed half-written output {removed}")
         progress.step("precheck")
@@ -108,9 +106,7 @@ def run(
         except BaseException:
             shutil.rmtree(partial, ignore_errors=True)  # never leave a half-written output behind
             raise
-        return _finish(
-            paths, base_id, rid, reused=False, output_root=output_root, link_name=link_name, progress=progress
-        )
+        return _finish(paths, base_id, rid, reused=False, link=link, progress=progress)
 
 
 def _compress_into(
@@ -143,11 +139,10 @@ def _finish(
     rid: str,
     *,
     reused: bool,
-    output_root: Path,
-    link_name: str | None,
+    link: Path | None,
     progress: Progress,
 ) -> JobResult:
-    link = store.link_variant(output_root, link_name, paths.final_dir) if link_name else None
+    linked = store.link_variant(link, paths.final_dir) if link else None
     progress.done()
     return JobResult(
         artifact=paths.final_dir,
@@ -156,7 +151,7 @@ def _finish(
         recipe_id=rid,
         size_bytes=store.folder_bytes(paths.final_dir),
         timings_s=dict(progress.timings_s),
-        link=link,
+        link=linked,
     )
 
 
@@ -170,7 +165,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--max-seq-length", type=int, default=256)
     parser.add_argument("--output-root", required=True, type=Path, help="model store root (e.g. the PVC mount)")
     parser.add_argument("--model-name", default=None, help="name used in the artifact folder (default: base name)")
-    parser.add_argument("--link", default=None, help="also point <output-root>/by-variant/<LINK> at the artifact")
+    parser.add_argument("--link", type=Path, default=None, help="also make PATH a symlink to the artifact")
     return parser.parse_args(argv)
 
 
@@ -186,7 +181,7 @@ def main(argv: list[str] | None = None) -> int:
             num_calibration_samples=args.num_calibration_samples,
             max_seq_length=args.max_seq_length,
         )
-        result = run(args.base, recipe, args.output_root, model_name=args.model_name, link_name=args.link)
+        result = run(args.base, recipe, args.output_root, model_name=args.model_name, link=args.link)
     except CompressJobError as exc:
         fail(JOB, exc.reason, str(exc))
         return 1

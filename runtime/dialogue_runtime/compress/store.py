@@ -5,7 +5,9 @@ Layout under the output root:
     <model-slug>--<base id[:16]>/<recipe label>--<recipe id[:16]>/   a finished artifact (marker inside)
     <model-slug>--<base id[:16]>/.partial-<label>--<id>-<pid>/       work in progress, removed if abandoned
     <model-slug>--<base id[:16]>/.lock-<label>--<id>                 flock held while one job works on it
-    by-variant/<name> -> ../<model>/<artifact>                       optional stable link (`--link`)
+
+and, optionally (`--link PATH`), a relative symlink at PATH pointing at the artifact: the stable path the
+serving Deployment and the evaluation Job use (e.g. `/models/compressed/<model>-<variant>`).
 
 An artifact is committed by writing its marker last and then renaming the partial folder into place, so a
 folder without a marker is never served and a crashed job leaves only a partial folder the next job removes.
@@ -28,7 +30,6 @@ from typing import Any, NoReturn
 from dialogue_runtime.compress.errors import StorageError
 
 MARKER_NAME = ".dialogue-artifact.json"
-LINKS_DIR = "by-variant"
 _ID_CHARS = 16
 
 
@@ -130,15 +131,17 @@ def commit(partial: Path, paths: ArtifactPaths, marker: dict[str, Any]) -> None:
         _raise_storage(exc, partial)
 
 
-def link_variant(output_root: Path, name: str, final_dir: Path) -> Path:
-    """Points `by-variant/<name>` at the artifact with a relative symlink, replaced atomically."""
-    links = output_root / LINKS_DIR
-    links.mkdir(parents=True, exist_ok=True)
-    link = links / slug(name)
-    tmp = links / f".{slug(name)}.tmp-{os.getpid()}"
+def link_variant(link: Path, final_dir: Path) -> Path:
+    """Points `link` at the artifact with a relative symlink, replaced atomically (a stable serving path)."""
+    link.parent.mkdir(parents=True, exist_ok=True)
+    if link.exists() and not link.is_symlink():
+        raise StorageError(
+            f"cannot link {link} to the artifact: a file or folder is already there", reason="LinkBlocked"
+        )
+    tmp = link.parent / f".{link.name}.tmp-{os.getpid()}"
     with contextlib.suppress(FileNotFoundError):
         tmp.unlink()
-    tmp.symlink_to(os.path.relpath(final_dir, links))
+    tmp.symlink_to(os.path.relpath(final_dir, link.parent))
     tmp.replace(link)
     return link
 

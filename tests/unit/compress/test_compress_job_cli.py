@@ -60,13 +60,15 @@ def test_a_finished_artifact_is_reused_without_compressing(
     paths.final_dir.mkdir(parents=True)
     (paths.final_dir / "model.safetensors").write_bytes(b"x" * 100)
     (paths.final_dir / store.MARKER_NAME).write_text("{}")
-    argv = ["--base", str(base), "--scheme", "w8a8", "--output-root", str(out), "--link", "chat-w8a8"]
+    link = out / "chat-w8a8"
+    argv = ["--base", str(base), "--scheme", "w8a8", "--output-root", str(out), "--link", str(link)]
     assert job.main(argv) == 0
     assert "reused" in capsys.readouterr().out
     result = json.loads(term_log.read_text())
     assert result["reused"] is True
     assert result["artifact"] == str(paths.final_dir)
-    assert (out / "by-variant" / "chat-w8a8").resolve() == paths.final_dir.resolve()
+    assert link.resolve() == paths.final_dir.resolve()
+    assert result["link"] == str(link)
 
 
 def test_an_output_root_that_is_no_folder_fails_with_the_os_error(tmp_path: Path, term_log: Path) -> None:

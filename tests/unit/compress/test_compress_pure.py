@@ -9,7 +9,7 @@ import pytest
 from compress_fakes import fake_model
 from dialogue_runtime.compress import store
 from dialogue_runtime.compress.calibration_set import load_calibration
-from dialogue_runtime.compress.errors import CalibrationError, ModelError, RecipeError
+from dialogue_runtime.compress.errors import CalibrationError, ModelError, RecipeError, StorageError
 from dialogue_runtime.compress.identity import model_identity
 from dialogue_runtime.compress.recipe import Recipe, Scheme, check_compatible, parse_scheme, recipe_id
 
@@ -94,9 +94,13 @@ def test_commit_is_marker_last_and_partials_are_cleaned(tmp_path: Path) -> None:
         store.commit(partial, paths, {"recipeId": "b" * 64})
     assert store.read_marker(paths.final_dir) == {"recipeId": "b" * 64}
     assert not partial.exists()
-    link = store.link_variant(tmp_path, "chat-w8a8", paths.final_dir)
+    link = store.link_variant(tmp_path / "compressed" / "chat-w8a8", paths.final_dir)
     assert link.resolve() == paths.final_dir.resolve()
     assert not Path(link.readlink()).is_absolute(), "relative, so it survives another mount point"
+    assert store.link_variant(link, paths.final_dir) == link, "re-linking replaces the link"
+    (tmp_path / "occupied").mkdir()
+    with pytest.raises(StorageError, match="already there"):
+        store.link_variant(tmp_path / "occupied", paths.final_dir)
 
 
 def test_a_final_folder_without_marker_is_not_an_artifact_and_is_removed(tmp_path: Path) -> None:
@@ -113,6 +117,9 @@ def test_default_calibration_set_ships_chat_dialogues() -> None:
     first = cal.samples[0]
     assert isinstance(first, tuple) and first[0]["role"] == "user"
     assert cal.digest == load_calibration("default").digest
+    assert load_calibration("builtin:chat") == cal, "the API's builtin:chat names the shipped set"
+    with pytest.raises(CalibrationError, match="known: builtin:chat, builtin:default"):
+        load_calibration("builtin:code")
 
 
 def test_calibration_files_in_each_format(tmp_path: Path) -> None:
