@@ -191,3 +191,22 @@ def test_autoscaled_model_takes_its_replicas_from_the_autoscaler(
     wait_for(two_ready, timeout_s=90, what="2 ready replicas decided by the autoscaler (minReplicas)")
     proc = cluster.kubectl("scale", "dm/auto", "-n", namespace, "--replicas=3", check=False)
     assert proc.returncode != 0 and "mutually exclusive" in proc.stderr  # kubectl scale is for fixed replicas
+
+
+def test_spec_the_crd_admits_but_the_operator_cannot_serve_is_invalid_spec(
+    cluster: LocalCluster, namespace: str, operator: OperatorProcess
+) -> None:
+    spec = {
+        "model": {"source": "hf://HuggingFaceTB/SmolLM2-135M-Instruct@main"},
+        "variants": [{"name": "fp8", "quantization": "fp8"}],
+        "rollout": {"targetVariant": "fp8", "steps": [50, 10]},  # decreasing: only the operator checks order
+    }
+    assert apply(cluster, namespace, dialogue_model("odd", spec)).returncode == 0
+
+    def invalid() -> dict | None:
+        cond = condition(get_json(cluster, "dm", "odd", "-n", namespace))
+        return cond if cond.get("reason") == "InvalidSpec" else None
+
+    cond = wait_for(invalid, timeout_s=60, what="Ready=False reason=InvalidSpec")
+    assert cond["status"] == "False" and "spec.rollout" in cond["message"], cond
+    assert not get_json(cluster, "deployments", "-n", namespace).get("items")
