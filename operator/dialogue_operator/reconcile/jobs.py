@@ -1,0 +1,211 @@
+"""Builds the compression and evaluation Jobs of a compressed variant (pure): names, args, volumes, hardening.
+
+Where things live on the model volume (mounted at /models, read-write for these Jobs):
+- artifacts: `/models/compressed/.artifacts/<model-slug>--<base id>/<recipe>--<recipe id>/` (content-addressed
+  by the job itself: the same base and recipe are never compressed twice);
+- the serving path of a variant: `/models/compressed/<model>-<variant>`, a symlink the compression Job points
+  at its artifact (the path `engine_config.build_engine_config` gives the variant's pods);
+- evaluation results: `/models/compressed/.evaluations/<model>-<variant>.json`, base scores cached beside.
+Job names carry a hash of their arguments: Job templates are immutable, so a changed recipe is a new Job.
+Both Jobs write a one-line termination message: JSON on success (`artifact`/`reused`, or `eligible`/
+`recovery`/`agreement`), `<Reason>: <message>` on failure (see dialogue_runtime.compress.job).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from dialogue_runtime import contract
+
+from dialogue_operator.reconcile.engine_config import model_volume, variant_source
+from dialogue_operator.reconcile.labels import common_labels, metadata
+from dialogue_operator.reconcile.model import InvalidSpec, ModelObject
+
+COMPRESSED_DIR = f"{contract.MODEL_CACHE_MOUNT}/compressed"
+ARTIFACTS_DIR = f"{COMPRESSED_DIR}/.artifacts"
+EVALUATIONS_DIR = f"{COMPRESSED_DIR}/.evaluations"
+VARIANT_SOURCE_MOUNT = "/variant-models"
+COMPONENT_COMPRESS = "compress"
+COMPONENT_EVALUATE = "evaluate"
+COMPRESS_DEADLINE_S = 6 * 3600
+EVALUATE_DEADLINE_S = 3600
+DEFAULT_QUALITY_THRESHOLD = 0.9
+_MAX_NAME = 63
+
+
+@dataclass(frozen=True)
+class Mount:
+    """A PersistentVolumeClaim mounted into a Job's container."""
+
+    name: str
+    claim: str
+    mount_path: str
+    read_only: bool = False
+
+    def volume_mount(self) -> dict[str, Any]:
+        return {"name": self.name, "mountPath": self.mount_path, **({"readOnly": True} if self.read_only else {})}
+
+    def volume(self) -> dict[str, Any]:
+        claim: dict[str, Any] = {"claimName": self.claim, **({"readOnly": True} if self.read_only else {})}
+        return {"name": self.name, "persistentVolumeClaim": claim}
+
+
+def serving_path(model: ModelObject, variant: str) -> str:
+    """Where the variant's pods find its compressed weights (a symlink to the artifact)."""
+    return f"{COMPRESSED_DIR}/{model.name}-{variant}"
+
+
+def evaluation_result_path(model: ModelObject, variant: str) -> str:
+    return f"{EVALUATIONS_DIR}/{model.name}-{variant}.json"
+
+
+def _job_name(model: ModelObject, variant: str, kind: str, args: list[str]) -> str:
+    digest = hashlib.sha256(json.dumps(args).encode()).hexdigest()[:8]
+    suffix = f"-{kind}-{digest}"
+    stem = f"{model.name}-{variant}"[: _MAX_NAME - len(suffix)].rstrip("-")
+    return stem + suffix
+
+
+def _base_volume(model: ModelObject) -> tuple[str, str]:
+    """(claim, base path in the container): the Jobs read the base from, and write artifacts to, its PVC."""
+    volume = model_volume(model, model.spec.model.source)
+    if volume.claim is None or volume.local_path is None:
+        raise InvalidSpec(
+            f"DialogueModel {model.namespace}/{model.name}: compressed variants need a pvc:// model source (the "
+            "compression Job reads the base weights there and stores the artifact beside them)"
+        )
+    return volume.claim, volume.local_path
+
+
+def _calibration_arg(model: ModelObject, claim: str, dataset: str) -> tuple[str, list[Mount]]:
+    """The job's --calibration value and any extra read-only mount a pvc:// calibration file needs."""
+    if dataset.startswith("builtin:"):
+        return dataset, []
+    if not dataset.startswith("pvc://"):
+        raise InvalidSpec(
+            f"DialogueModel {model.namespace}/{model.name}: calibration dataset {dataset!r} is "
+            "neither builtin:<name> nor pvc://claim/path"
+        )
+    cal_claim, _, path = dataset.removeprefix("pvc://").partition("/")
+    if cal_claim == claim:
+        return f"{contract.MODEL_CACHE_MOUNT}/{path}", []
+    return f"/calibration/{path}", [Mount("calibration", cal_claim, "/calibration", read_only=True)]
+
+
+def _job(  # noqa: PLR0917 - private; both public builders pass every part explicitly
+    model: ModelObject,
+    variant: str,
+    kind: str,
+    image: str,
+    args: list[str],
+    mounts: list[Mount],
+    deadline_s: int,
+    gpus: int,
+) -> dict[str, Any]:
+    labels = {**common_labels(model), contract.LABEL_COMPONENT: kind, contract.LABEL_VARIANT: variant}
+    container: dict[str, Any] = {
+        "name": kind,
+        "image": image,
+        "command": ["python3", "-m", f"dialogue_runtime.{'compress' if kind == COMPONENT_COMPRESS else 'evaluate'}"],
+        "args": args,
+        "env": [
+            {"name": "HF_HOME", "value": "/tmp/hf"},  # noqa: S108 - the root filesystem is read-only
+            {"name": "HF_HUB_OFFLINE", "value": "1"},
+            {"name": "TRANSFORMERS_OFFLINE", "value": "1"},
+        ],
+        "resources": {"limits": {contract.GPU_RESOURCE: str(gpus)}} if gpus else {},
+        "terminationMessagePath": contract.TERMINATION_MESSAGE_PATH,
+        "terminationMessagePolicy": "FallbackToLogsOnError",
+        "securityContext": {
+            "allowPrivilegeEscalation": False,
+            "readOnlyRootFilesystem": True,
+            "runAsNonRoot": True,
+            "capabilities": {"drop": ["ALL"]},
+        },
+        "volumeMounts": [*(m.volume_mount() for m in mounts), {"name": "tmp", "mountPath": "/tmp"}],  # noqa: S108
+    }
+    pod_spec: dict[str, Any] = {
+        "restartPolicy": "Never",
+        "automountServiceAccountToken": False,
+        "enableServiceLinks": False,
+        "containers": [container],
+        "securityContext": {
+            "runAsNonRoot": True,
+            "runAsUser": 1000,
+            "runAsGroup": 1000,
+            "fsGroup": 1000,
+            "seccompProfile": {"type": "RuntimeDefault"},
+        },
+        "tolerations": [{"key": contract.GPU_TAINT_KEY, "operator": "Exists", "effect": "NoSchedule"}],
+        "volumes": [*(m.volume() for m in mounts), {"name": "tmp", "emptyDir": {}}],
+    }
+    return {
+        "apiVersion": "batch/v1",
+        "kind": "Job",
+        "metadata": metadata(model, _job_name(model, variant, kind, args), labels),
+        "spec": {
+            "backoffLimit": 0,  # failures are deterministic (recipe, data, space); the condition says why
+            "activeDeadlineSeconds": deadline_s,
+            "template": {"metadata": {"labels": dict(sorted(labels.items()))}, "spec": pod_spec},
+        },
+    }
+
+
+def build_compression_job(model: ModelObject, variant: str, image: str) -> dict[str, Any]:
+    """The Job that runs llm-compressor for `variant`'s recipe (or reuses the artifact) and links it."""
+    spec = model.spec.variant(variant)
+    if spec is None or spec.compression is None:
+        raise InvalidSpec(f"DialogueModel {model.namespace}/{model.name}: variant {variant!r} has no compression")
+    recipe = spec.compression
+    claim, base_path = _base_volume(model)
+    args = ["--base", base_path, "--scheme", recipe.scheme, "--output-root", ARTIFACTS_DIR]
+    args += ["--model-name", model.name, "--link", serving_path(model, variant)]
+    if recipe.group_size is not None:
+        args += ["--group-size", str(recipe.group_size)]
+    extra: list[Mount] = []
+    if recipe.calibration is not None:
+        calibration, extra = _calibration_arg(model, claim, recipe.calibration.dataset)
+        args += ["--calibration", calibration]
+        args += ["--num-calibration-samples", str(recipe.calibration.num_samples)]
+        args += ["--max-seq-length", str(recipe.calibration.max_sequence_length)]
+    mounts = [Mount("models", claim, contract.MODEL_CACHE_MOUNT), *extra]
+    gpus = min(model.spec.resources.gpus, 1)
+    return _job(model, variant, COMPONENT_COMPRESS, image, args, mounts, COMPRESS_DEADLINE_S, gpus)
+
+
+def build_evaluation_job(
+    model: ModelObject,
+    variant: str,
+    image: str,
+    threshold: float = DEFAULT_QUALITY_THRESHOLD,
+    golden: str = "default",
+) -> dict[str, Any]:
+    """The Job that scores `variant` against the base on the golden dialogues (the quality gate)."""
+    spec = model.spec.variant(variant)
+    if spec is None or (spec.compression is None and spec.source is None):
+        raise InvalidSpec(
+            f"DialogueModel {model.namespace}/{model.name}: variant {variant!r} has no checkpoint "
+            "to evaluate (only compressed and pre-quantized variants are gated)"
+        )
+    claim, base_path = _base_volume(model)
+    mounts = [Mount("models", claim, contract.MODEL_CACHE_MOUNT)]
+    if spec.compression is not None:
+        variant_path = serving_path(model, variant)
+    else:
+        volume = model_volume(model, variant_source(model, variant))
+        if volume.claim is None or volume.local_path is None:
+            raise InvalidSpec(
+                f"DialogueModel {model.namespace}/{model.name}: the quality gate needs variant "
+                f"{variant!r} on a pvc:// source"
+            )
+        variant_path = volume.local_path
+        if volume.claim != claim:
+            variant_path = variant_path.replace(contract.MODEL_CACHE_MOUNT, VARIANT_SOURCE_MOUNT, 1)
+            mounts.append(Mount("variant", volume.claim, VARIANT_SOURCE_MOUNT, read_only=True))
+    args = ["--base", base_path, "--variant", variant_path, "--golden", golden, "--threshold", str(threshold)]
+    args += ["--output", evaluation_result_path(model, variant), "--cache-dir", f"{EVALUATIONS_DIR}/cache"]
+    gpus = min(model.spec.resources.gpus, 1)
+    return _job(model, variant, COMPONENT_EVALUATE, image, args, mounts, EVALUATE_DEADLINE_S, gpus)
