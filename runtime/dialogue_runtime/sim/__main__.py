@@ -1,6 +1,7 @@
 """Command line of the simulated engine: `python -m dialogue_runtime.sim --host H --port P --served-model-name N`.
 
-Every `SimProfile` field is a flag (`--prefill-tokens-per-s 4000`, `--max-batch 32`, `--startup-s 5`, ...).
+`--profile NAME` picks a named profile (`sim.profiles`: default, vllm-cpu-smollm2); every `SimProfile` field is
+also a flag overriding it (`--prefill-tokens-per-s 4000`, `--max-batch 32`, `--startup-s 5`, ...).
 SIGTERM or Ctrl-C stops taking new connections and lets in-flight requests finish (up to `--shutdown-timeout-s`).
 """
 
@@ -14,6 +15,7 @@ from typing import Any
 from aiohttp import web
 
 from dialogue_runtime.engine.config import SimProfile
+from dialogue_runtime.sim.profiles import PROFILES
 from dialogue_runtime.sim.server import SimEngine, build_app
 
 
@@ -33,16 +35,19 @@ def make_parser() -> argparse.ArgumentParser:
     parser.add_argument("--api-key", default=None, help="guards /v1/* (default: $VLLM_API_KEY, else none)")
     parser.add_argument("--tick-s", type=float, default=0.02, help="how often streaming requests get new tokens")
     parser.add_argument("--shutdown-timeout-s", type=float, default=30.0)
+    parser.add_argument("--profile", choices=sorted(PROFILES), default="default", help="named queueing-model profile")
     for name, info in SimProfile.model_fields.items():
         parser.add_argument(
-            f"--{name.replace('_', '-')}", dest=name, type=_flag_type(info.annotation), default=info.default,
-            help=info.description,
+            f"--{name.replace('_', '-')}", dest=name, type=_flag_type(info.annotation), default=None,
+            help=f"{info.description or name} (default: the profile's, {info.default})",
         )  # fmt: skip
     return parser
 
 
 def profile_from_args(args: argparse.Namespace) -> SimProfile:
-    return SimProfile(**{name: getattr(args, name) for name in SimProfile.model_fields})
+    base = PROFILES[args.profile]
+    overrides = {name: getattr(args, name) for name in SimProfile.model_fields if getattr(args, name) is not None}
+    return SimProfile(**{**base.model_dump(), **overrides})
 
 
 def serve(
