@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import pytest
-
 from dialogue_runtime.sim.__main__ import make_parser, profile_from_args
 from dialogue_runtime.sim.profiles import VLLM_CPU_SMOLLM2
 
