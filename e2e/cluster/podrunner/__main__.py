@@ -30,6 +30,9 @@ def parse_args(argv: list[str]) -> RunnerConfig:
     parser.add_argument("--max-pods", type=int, default=110)
     parser.add_argument("--backoff-cap-s", type=float, default=300.0, help="CrashLoopBackOff cap (kubelet: 300)")
     parser.add_argument("--shutdown-grace-s", type=float, default=10.0, help="longest grace per pod at shutdown")
+    parser.add_argument(
+        "--unschedulable", action="store_true", help="cordon the node: only pods naming it in spec.nodeName land"
+    )
     parser.add_argument("--no-log-server", action="store_true", help="do not serve /containerLogs over HTTPS")
     parser.add_argument("-v", "--verbose", action="store_true")
     args = parser.parse_args(argv)
@@ -47,6 +50,7 @@ def parse_args(argv: list[str]) -> RunnerConfig:
         cpu=args.cpu,
         memory=args.memory,
         max_pods=args.max_pods,
+        unschedulable=args.unschedulable,
         backoff_cap_s=args.backoff_cap_s,
         shutdown_grace_s=args.shutdown_grace_s,
         serve_logs=not args.no_log_server,

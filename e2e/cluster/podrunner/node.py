@@ -32,6 +32,7 @@ class NodeShape:
     memory: str
     max_pods: int
     kubelet_port: int = 0
+    unschedulable: bool = False
 
     def labels(self) -> dict[str, str]:
         labels = {
@@ -119,7 +120,12 @@ def register(client: KubeClient, shape: NodeShape) -> None:
             "apiVersion": "v1",
             "kind": "Node",
             "metadata": {"name": shape.name, "labels": shape.labels()},
-            "spec": {"podCIDR": shape.pod_cidr, "podCIDRs": [shape.pod_cidr], "taints": shape.taints()},
+            "spec": {
+                "podCIDR": shape.pod_cidr,
+                "podCIDRs": [shape.pod_cidr],
+                "taints": shape.taints(),
+                "unschedulable": shape.unschedulable or None,
+            },
         }
         try:
             client.request("POST", "/api/v1/nodes", body=body)
@@ -134,7 +140,7 @@ def register(client: KubeClient, shape: NodeShape) -> None:
                 "podCIDR": shape.pod_cidr,
                 "podCIDRs": [shape.pod_cidr],
                 "taints": theirs + shape.taints(),
-                "unschedulable": None,
+                "unschedulable": shape.unschedulable or None,
             },
         }
         client.request("PATCH", path, body=patch, content_type="application/merge-patch+json")

@@ -41,6 +41,7 @@ class RunnerConfig:
     cpu: str = "32"
     memory: str = "256Gi"
     max_pods: int = 110
+    unschedulable: bool = False
     backoff_cap_s: float = 300.0
     shutdown_grace_s: float = 10.0
     repo_root: Path = Path(__file__).resolve().parents[3]
@@ -64,6 +65,7 @@ class Runner:
             cpu=config.cpu,
             memory=config.memory,
             max_pods=config.max_pods,
+            unschedulable=config.unschedulable,
         )
         self.ctx = RunnerContext(
             client=self.client,
