@@ -83,3 +83,21 @@ def test_golden_errors_name_the_line(tmp_path: Path) -> None:
     last_assistant = '{"messages": [{"role": "assistant", "content": "x"}], "reference": "y"}'
     with pytest.raises(GoldenSetError, match="last message must be the user's"):
         parse_golden(last_assistant, "t")
+
+
+def test_base_results_are_cached_per_base_golden_set_and_token_count(tmp_path: Path) -> None:
+    from compress_fakes import fake_model
+    from dialogue_runtime.evaluate import base_cache
+
+    base = fake_model(tmp_path / "base")
+    golden = load_golden("default")
+    key = base_cache.cache_key(base, golden, 8)
+    assert key == base_cache.cache_key(base, golden, 8)
+    assert key != base_cache.cache_key(base, golden, 16)
+    assert key != base_cache.cache_key(base, golden[:5], 8)
+    assert key != base_cache.cache_key(fake_model(tmp_path / "other", weights=b"\x03" * 4096), golden, 8)
+    results = [base_cache.BaseResult(-1.5, [1, 2, 3]), base_cache.BaseResult(-2.0, [])]
+    assert base_cache.load(tmp_path / "cache", key, 2) is None
+    base_cache.save(tmp_path / "cache", key, results)
+    assert base_cache.load(tmp_path / "cache", key, 2) == results
+    assert base_cache.load(tmp_path / "cache", key, 3) is None, "a different golden subset is not reused"
