@@ -65,7 +65,16 @@ def serve(
     engine = SimEngine(profile, served_model_name, max_model_len=max_model_len, tick_s=tick_s)
     app = build_app(engine, api_key=api_key)
     print(f"sim engine: serving {served_model_name!r} on http://{host}:{port} ({profile})", flush=True)
-    web.run_app(app, host=host, port=port, shutdown_timeout=shutdown_timeout_s, print=None, access_log=None)
+    # handler_cancellation: a client that hangs up aborts its request, as in vLLM.
+    web.run_app(
+        app,
+        host=host,
+        port=port,
+        shutdown_timeout=shutdown_timeout_s,
+        print=None,
+        access_log=None,
+        handler_cancellation=True,
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
