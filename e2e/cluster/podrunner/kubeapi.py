@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import base64
 import json
+import os
 import ssl
-import tempfile
 import urllib.parse
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
@@ -69,9 +69,11 @@ def load_kubeconfig(path: Path, scratch_dir: Path) -> Credentials:
 
     def file_of(data_key: str, file_key: str, section: Mapping[str, Any]) -> str | None:
         if section.get(data_key):
-            with tempfile.NamedTemporaryFile("wb", dir=scratch_dir, suffix=".pem", delete=False) as handle:
+            target = scratch_dir / f"{data_key}.pem"
+            fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)  # keys: owner-only
+            with os.fdopen(fd, "wb") as handle:
                 handle.write(base64.b64decode(section[data_key]))
-                return handle.name
+            return str(target)
         value = section.get(file_key)
         if value and not Path(value).is_absolute():
             value = str(path.parent / value)

@@ -75,6 +75,7 @@ class LogServer:
         ctx: RunnerContext,
         find_pod_dir: Callable[[str, str], Path | None],
         is_running: Callable[[str, str, str], bool],
+        waiting_reason: Callable[[str, str, str], str | None] = lambda *_: None,
     ) -> None:
         find = find_pod_dir
 
@@ -98,7 +99,12 @@ class LogServer:
                 if query.get("previous") in ("true", "1") and log_path is not None:
                     log_path = log_path.with_name(log_path.name + ".previous")
                 if log_path is None or not log_path.exists():
-                    self._send(404, f'container "{container}" in pod "{pod}" has no log here\n'.encode())
+                    reason = waiting_reason(namespace, pod, container)
+                    if reason:  # the kubelet's answer for a container that never started
+                        text = f'container "{container}" in pod "{pod}" is waiting to start: {reason}\n'
+                        self._send(400, text.encode())
+                    else:
+                        self._send(404, f'container "{container}" in pod "{pod}" has no log here\n'.encode())
                     return
                 data = log_path.read_bytes()
                 if "tailLines" in query and query["tailLines"].isdigit():

@@ -98,6 +98,13 @@ class PodWorker(threading.Thread):
     def wake(self) -> None:
         self._wake.set()
 
+    def waiting_reason(self, name: str) -> str | None:
+        """Why a container that never started is waiting (None once it ran)."""
+        run = next((r for r in [*self.init_runs, *self.runs] if r.name == name), None)
+        if run is None or run.ever_started:
+            return None
+        return run.waiting_reason or "ContainerCreating"
+
     def container_running(self, name: str) -> bool:
         return any(r.name == name and r.process is not None for r in [*self.init_runs, *self.runs])
 

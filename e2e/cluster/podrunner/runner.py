@@ -98,7 +98,7 @@ class Runner:
                 f"another pod runner already serves node {self.config.node_name} from {self.config.state_dir}"
             ) from exc
         if self.config.serve_logs:
-            self.log_server = LogServer(self.ctx, self._find_pod_dir, self._container_running)
+            self.log_server = LogServer(self.ctx, self._find_pod_dir, self._container_running, self._waiting_reason)
             self.log_server.start()
             self.shape = NodeShape(**{**vars(self.shape), "kubelet_port": self.log_server.port})
         self.ctx.mount_points.sweep()  # what a runner killed earlier left on the host
@@ -152,6 +152,11 @@ class Runner:
         with self._workers_lock:
             workers = [w for w in self.workers.values() if w.key == f"{namespace}/{name}"]
         return any(w.container_running(container) for w in workers)
+
+    def _waiting_reason(self, namespace: str, name: str, container: str) -> str | None:
+        with self._workers_lock:
+            workers = [w for w in self.workers.values() if w.key == f"{namespace}/{name}"]
+        return next((r for w in workers if (r := w.waiting_reason(container))), None)
 
     # ---- threads -------------------------------------------------------------------------------------------
     def _heartbeat_loop(self) -> None:

@@ -290,6 +290,8 @@ spec:
     assert waiting["reason"] in ("ErrImagePull", "ImagePullBackOff")
     assert "e2e/cluster/images.py" in waiting["message"]
     assert pod(cluster, namespace, "nginx")["status"]["phase"] == "Pending"
+    logs = cluster.kubectl("logs", "nginx", "-n", namespace, check=False)
+    assert logs.returncode != 0 and 'container "main" in pod "nginx" is waiting to start' in logs.stderr
 
 
 def test_job_pod_with_init_container_on_the_gpu_node_succeeds(cluster: LocalCluster, namespace: str) -> None:
