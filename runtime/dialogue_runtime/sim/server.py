@@ -1,8 +1,8 @@
 """The simulated engine's HTTP server (aiohttp): vLLM's OpenAI API, `/health` and `/metrics` over the queueing model.
 
 Requests become `SimRequest`s (token counts and prefix blocks from `sim.tokens`); one driver task moves the
-`EngineModel` along the event loop's clock, waking at the model's next event or every `tick_s` while tokens
-stream, and hands each request its events. Everything a client sees is deterministic except timing.
+`EngineModel` along the event loop's clock, waking at the model's next event, and every `tick_s` while a
+client streams, and hands each request its events. Everything a client sees is deterministic except timing.
 """
 
 from __future__ import annotations
@@ -76,6 +76,7 @@ class SimEngine:
         self.model = EngineModel(profile)
         self.metrics = SimMetrics(served_model_name, max_model_len)
         self._queues: dict[str, asyncio.Queue[SimEvent]] = {}
+        self._streaming = 0  # requests in flight whose client wants tokens as they come
         self._wake = asyncio.Event()
         self.created = int(time.time())
 
@@ -93,6 +94,10 @@ class SimEngine:
             if queue is not None:
                 queue.put_nowait(event)
 
+    def sync(self) -> None:
+        """Bring the model to now (before a scrape, so gauges like KV usage are current)."""
+        self._dispatch(self.model.advance(self.now_s()))
+
     async def drive(self) -> None:
         """Run forever: advance the model, deliver events, sleep until the next event or tick."""
         while True:
@@ -100,7 +105,9 @@ class SimEngine:
             self._dispatch(self.model.advance(now))
             next_s = self.model.next_event_s()
             self._wake.clear()
-            timeout = None if next_s is None else min(self.tick_s, max(0.0, next_s - now))
+            timeout = None if next_s is None else max(0.0, next_s - now)
+            if timeout is not None and self._streaming:
+                timeout = min(timeout, self.tick_s)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), timeout)
 
@@ -108,6 +115,7 @@ class SimEngine:
         """Submit a request and yield its events until it finishes or is rejected; cancelling aborts it."""
         queue: asyncio.Queue[SimEvent] = asyncio.Queue()
         self._queues[gen.request_id] = queue
+        self._streaming += gen.stream
         self.metrics.start(gen.request_id, len(gen.prompt_tokens), gen.max_tokens, gen.finish_reason)
         blocks = tok.prefix_block_hashes(gen.prompt_tokens, self.profile.block_size_tokens)
         request = SimRequest(gen.request_id, len(gen.prompt_tokens), gen.output_tokens, blocks)
@@ -123,6 +131,7 @@ class SimEngine:
                     return
         finally:
             self._queues.pop(gen.request_id, None)
+            self._streaming -= gen.stream
             if not done:
                 self.model.cancel(gen.request_id, self.now_s())
                 self.metrics.abort(gen.request_id)
@@ -301,6 +310,7 @@ def build_app(engine: SimEngine, api_key: str | None = None) -> web.Application:
         return web.Response(status=200)
 
     async def metrics(_: web.Request) -> web.Response:
+        engine.sync()
         body = engine.metrics.render(engine.model)
         return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
 

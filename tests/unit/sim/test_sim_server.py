@@ -187,3 +187,22 @@ async def test_a_client_that_goes_away_aborts_its_request() -> None:
         assert 'finished_reason="abort"' in await (await client.get("/metrics")).text()
     finally:
         await client.close()
+
+
+async def test_a_scrape_sees_kv_usage_grow_during_a_non_streamed_request() -> None:
+    clock = FakeClock()
+    profile = SimProfile(decode_tokens_per_s=10.0, prefill_tokens_per_s=1e5, kv_cache_tokens=1600)
+    engine = SimEngine(profile, "chat-a", clock=clock)
+    client = await make_client(engine)
+    try:
+        task = asyncio.create_task(client.post("/v1/completions", json={"prompt": "word " * 160, "max_tokens": 300}))
+        await wait_until(lambda: engine.model.num_running == 1)
+        clock.now += 1.0
+        early = parse_engine_metrics(await (await client.get("/metrics")).text()).kv_cache_usage_ratio
+        clock.now += 10.0
+        later = parse_engine_metrics(await (await client.get("/metrics")).text()).kv_cache_usage_ratio
+        assert early is not None and later is not None
+        assert early == pytest.approx(11 / 100) and later == pytest.approx(17 / 100)  # 160+10 and 160+110 tokens
+        task.cancel()
+    finally:
+        await client.close()
