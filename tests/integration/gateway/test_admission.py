@@ -29,7 +29,7 @@ async def test_requests_at_zero_are_held_and_answered_once_a_replica_is_ready(pr
 
         requests = [asyncio.create_task(ask(i)) for i in range(8)]
         held = 0.0
-        for _ in range(100):
+        for _ in range(300):
             async with session.get(f"{gateway}/metrics") as response:
                 match = HELD_RE.search(await response.text())
             held = float(match.group(1)) if match else 0.0
@@ -53,6 +53,31 @@ async def test_hold_times_out_with_503_and_retry_after(procs: Procs) -> None:
             assert response.status == 503
             assert response.headers["Retry-After"].isdigit()
             assert (await response.json())["error"]["code"] == "no_ready_replica"
+
+
+async def test_hold_queue_is_bounded(procs: Procs) -> None:
+    host = loopback_host()
+    gateway = procs.gateway([f"http://{host}:{free_port(host)}"], extra=("--max-held-per-model", "2")).url
+    async with aiohttp.ClientSession() as session:
+
+        async def ask() -> tuple[int, dict[str, object]]:
+            body = chat_body([{"role": "user", "content": "anyone?"}])
+            async with session.post(f"{gateway}/v1/chat/completions", json=body, headers=AUTH) as response:
+                return response.status, await response.json()
+
+        held = [asyncio.create_task(ask()) for _ in range(2)]
+        for _ in range(300):
+            async with session.get(f"{gateway}/metrics") as response:
+                match = HELD_RE.search(await response.text())
+            if match and float(match.group(1)) == 2:
+                break
+            await asyncio.sleep(0.05)
+        status, body = await ask()  # the third finds the queue full: refused at once
+        assert status == 503
+        assert body["error"]["code"] == "hold_queue_full"  # type: ignore[index]
+        assert not any(t.done() for t in held)
+        for task in held:
+            task.cancel()
 
 
 @pytest.fixture(scope="module")

@@ -20,7 +20,7 @@ from dialogue_runtime.gateway.balancer import replica_id
 
 from tests.integration.gateway.conftest import Procs, free_port, wait_http
 
-pytestmark = [pytest.mark.cluster, pytest.mark.timeout(240)]
+pytestmark = [pytest.mark.cluster, pytest.mark.timeout(420)]
 
 ROOT = Path(__file__).resolve().parents[3]
 ANNOTATION = "dialogue.dev/scale-from-zero-requested-at"

@@ -157,5 +157,5 @@ async def test_killed_upstream_fails_no_request_that_had_not_started_streaming(p
         await asyncio.gather(killer(), *(client(session, i) for i in range(12)))
 
     assert failures == [], failures[:5]
-    assert completed > 50
+    assert completed > 20
     assert midstream <= 12  # only streams that were under way on the killed replica may break off
