@@ -9,6 +9,7 @@ non-zero exit, so the operator can show the engine's own error on the DialogueMo
 
 from __future__ import annotations
 
+import importlib.metadata
 import os
 import socket
 import sys
@@ -72,12 +73,32 @@ def hub_reachable(timeout_s: float = 3.0) -> bool:
         return False
 
 
+CPU_KV_CACHE_ENV = "VLLM_CPU_KVCACHE_SPACE"
+CPU_KV_CACHE_DEFAULT_GIB = "1"
+
+
+def is_vllm_cpu_build() -> bool:
+    """Whether the installed vLLM is the CPU build (distribution `vllm-cpu`), as on the local test cluster."""
+    try:
+        importlib.metadata.version("vllm-cpu")
+    except importlib.metadata.PackageNotFoundError:
+        return False
+    return True
+
+
+def cpu_kv_cache_env(config: EngineConfig, env: Mapping[str, str], vllm_cpu: bool) -> dict[str, str]:
+    """On vllm-cpu, a 1 GiB KV cache unless one is set: vLLM's own default claims most of the machine's memory."""
+    if not vllm_cpu or env.get(CPU_KV_CACHE_ENV) or "--kv-cache-memory-bytes" in config.extra_args:
+        return {}
+    return {CPU_KV_CACHE_ENV: CPU_KV_CACHE_DEFAULT_GIB}
+
+
 def run_vllm(config: EngineConfig, env: Mapping[str, str]) -> int:
     try:
         location = locate_model(config, env, network_available=hub_reachable)
     except ModelNotFound as exc:
         raise EngineStartError(str(exc), EXIT_MODEL) from exc
-    child_env = dict(env)
+    child_env = {**env, **cpu_kv_cache_env(config, env, is_vllm_cpu_build())}
     key = api_key(config, env)
     if key:
         child_env["VLLM_API_KEY"] = key

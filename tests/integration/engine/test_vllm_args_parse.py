@@ -26,7 +26,12 @@ FIELD_VALUES: dict[str, list[Any]] = {
     "enable_prefix_caching": [True, False],
     "chat_template": [None, "TEMPLATE_FILE"],
     "lora_modules": [{}, {"sql": "/models/lora/sql", "chat": "/models/lora/chat"}],
-    "extra_args": [[], ["--max-num-seqs", "16"], ["--enforce-eager", "--max-num-batched-tokens", "4096"]],
+    "extra_args": [
+        [],
+        ["--max-num-seqs", "16"],
+        ["--enforce-eager", "--max-num-batched-tokens", "4096"],
+        ["--kv-cache-memory-bytes", "2G"],
+    ],
     "port": [8000, 9001],
     "shutdown_grace_s": [25, 0, 120],
 }

@@ -67,3 +67,12 @@ def test_every_field() -> None:
 def test_command_uses_the_module_entrypoint() -> None:
     cmd = vllm_command("/venv/bin/python", ["--model", "x"])
     assert cmd[:3] == ["/venv/bin/python", "-m", "vllm.entrypoints.openai.api_server"]
+
+
+def test_vllm_cpu_gets_a_small_kv_cache_unless_one_is_set() -> None:
+    from dialogue_runtime.engine.__main__ import cpu_kv_cache_env
+
+    assert cpu_kv_cache_env(config(), {}, vllm_cpu=True) == {"VLLM_CPU_KVCACHE_SPACE": "1"}
+    assert cpu_kv_cache_env(config(), {"VLLM_CPU_KVCACHE_SPACE": "4"}, vllm_cpu=True) == {}
+    assert cpu_kv_cache_env(config(extra_args=["--kv-cache-memory-bytes", "2G"]), {}, vllm_cpu=True) == {}
+    assert cpu_kv_cache_env(config(), {}, vllm_cpu=False) == {}  # GPU builds size the cache themselves
