@@ -24,7 +24,8 @@ Each entry also carries the image's default `ENTRYPOINT`/`CMD`, used when a cont
 
 What every container gets besides its entry (lowest precedence first): `HOST_ENV` copied from the runner's own
 environment (as an image's `ENV` would set them), `PATH` and `HOSTNAME` (the pod name), the entry's variables,
-then what the kubelet defines: `KUBERNETES_SERVICE_HOST/PORT` (the real API server), `envFrom`, `env`. With no
+then what the kubelet defines: `KUBERNETES_SERVICE_HOST/PORT` (the real API server), `envFrom`, `env`; last
+`DIALOGUE_PODRUNNER_CONTAINER`, the runner's tag to find and stop every process of the container. With no
 `workingDir` a container starts in its pod's folder under the runner's state directory.
 """
 

@@ -69,10 +69,37 @@ class Terminated:
         return {"terminated": state}
 
 
+# Every container process carries `DIALOGUE_PODRUNNER_CONTAINER=<node>/<pod uid>/<container>` in its environment
+# (inherited by its children): what a process group cannot catch (a child that called setsid, orphans of a
+# runner that was SIGKILLed) is found by it and killed, as a container runtime kills a whole cgroup.
+TAG_ENV = "DIALOGUE_PODRUNNER_CONTAINER"
+
+
+def kill_tagged(prefix: str) -> int:
+    """SIGKILL every process whose container tag starts with `prefix`; returns how many were signalled."""
+    needle = f"{TAG_ENV}={prefix}".encode()
+    killed = 0
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit() or int(entry.name) == os.getpid():
+            continue
+        try:
+            environ = (entry / "environ").read_bytes()
+        except OSError:
+            continue
+        if any(item.startswith(needle) for item in environ.split(b"\0")):
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.kill(int(entry.name), signal.SIGKILL)
+                killed += 1
+    return killed
+
+
 class ContainerProcess:
     """A running container instance: the process group the runner spawned."""
 
-    def __init__(self, argv: Sequence[str], env: Mapping[str, str], log_path: Path, cwd: Path) -> None:
+    def __init__(self, argv: Sequence[str], env: Mapping[str, str], log_path: Path, cwd: Path, tag: str = "") -> None:
+        self.tag = tag
+        if tag:
+            env = {**env, TAG_ENV: tag}
         log_path.parent.mkdir(parents=True, exist_ok=True)
         if log_path.exists():
             os.replace(log_path, log_path.with_name(log_path.name + ".previous"))
@@ -94,6 +121,8 @@ class ContainerProcess:
         code = self.popen.poll()
         if code is not None:
             self.signal_group(signal.SIGKILL)  # like a container runtime: the rest of the tree goes with pid 1
+            if self.tag:
+                kill_tagged(self.tag)
         return code
 
     def signal_group(self, sig: signal.Signals) -> None:
@@ -111,6 +140,8 @@ def stop_all(processes: Sequence[ContainerProcess], grace_s: float) -> None:
         time.sleep(0.05)
     for proc in processes:
         proc.signal_group(signal.SIGKILL)
+        if proc.tag:
+            kill_tagged(proc.tag)
         with contextlib.suppress(subprocess.TimeoutExpired):
             proc.popen.wait(timeout=10)
 

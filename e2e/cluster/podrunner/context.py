@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import threading
 import uuid
@@ -37,6 +38,13 @@ class RunnerContext:
     ipam_lock: threading.Lock = field(default_factory=threading.Lock)
     probe_pool: ThreadPoolExecutor = field(default_factory=lambda: ThreadPoolExecutor(8, "probe"))
     shutting_down: threading.Event = field(default_factory=threading.Event)
+
+    @property
+    def tag_prefix(self) -> str:
+        """The container tag prefix of this node and state directory (another cluster's node of the same name on
+        this machine has another)."""
+        digest = hashlib.sha256(str(self.state_dir.resolve()).encode()).hexdigest()[:10]
+        return f"{self.node_name}@{digest}/"
 
     def pod_dir(self, pod: Mapping[str, Any]) -> Path:
         meta = pod["metadata"]

@@ -289,7 +289,13 @@ class PodWorker(threading.Thread):
             log.warning("pod %s: no termination message file for %s: %s", self.key, run.name, exc)
         try:
             self.ctx.mount_points.acquire(f"{self.uid}/{run.name}", mounts)
-            run.process = ContainerProcess(launch_argv(mounts, workdir, argv), env, self._log_path(run), Path(workdir))
+            run.process = ContainerProcess(
+                launch_argv(mounts, workdir, argv),
+                env,
+                self._log_path(run),
+                Path(workdir),
+                tag=f"{self.ctx.tag_prefix}{self.uid}/{run.name}/",
+            )
         except OSError as exc:  # a mount point that cannot be created, a missing tool: this container fails
             self.ctx.event(pod, "Warning", "Failed", f"Error: failed to start container {run.name!r}: {exc}")
             self._on_exit(pod, run, 128, reason="StartError", message=f"failed to start: {exc}")

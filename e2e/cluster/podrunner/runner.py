@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from e2e.cluster.podrunner.container import kill_tagged
 from e2e.cluster.podrunner.context import RunnerContext
 from e2e.cluster.podrunner.ipam import PodIPAllocator
 from e2e.cluster.podrunner.kubeapi import ApiError, KubeClient, load_kubeconfig
@@ -101,7 +102,11 @@ class Runner:
             self.log_server = LogServer(self.ctx, self._find_pod_dir, self._container_running, self._waiting_reason)
             self.log_server.start()
             self.shape = NodeShape(**{**vars(self.shape), "kubelet_port": self.log_server.port})
-        self.ctx.mount_points.sweep()  # what a runner killed earlier left on the host
+        # What a runner killed earlier on this node left behind: processes, then mount points.
+        leftovers = kill_tagged(self.ctx.tag_prefix)
+        if leftovers:
+            log.warning("killed %d process(es) left running by an earlier runner of this node", leftovers)
+        self.ctx.mount_points.sweep()
         register(self.client, self.shape)
         log.info("node %s registered (podCIDR %s, %d GPUs)", self.shape.name, self.shape.pod_cidr, self.shape.gpus)
         threads = [
@@ -129,6 +134,7 @@ class Runner:
         alive = [w.key for w in workers if w.is_alive()]
         if alive:
             log.error("pods still stopping at exit: %s", ", ".join(alive))
+        kill_tagged(self.ctx.tag_prefix)  # nothing of this node outlives its runner
         if self.log_server is not None:
             self.log_server.stop()
         self.ctx.probe_pool.shutdown(wait=False, cancel_futures=True)
