@@ -32,11 +32,11 @@ def apply(cluster: object, namespace: str, manifest: dict[str, object]) -> None:
     cluster.kubectl("apply", "-n", namespace, "-f", "-", input=yaml.safe_dump(manifest))  # type: ignore[attr-defined]
 
 
-def sim_pod(name: str) -> dict[str, object]:
+def sim_pod(name: str, variant: str = "base") -> dict[str, object]:
     return {
         "apiVersion": "v1",
         "kind": "Pod",
-        "metadata": {"name": name, "labels": {"dialogue.dev/model": "chat", "dialogue.dev/variant": "base"}},
+        "metadata": {"name": name, "labels": {"dialogue.dev/model": "chat", "dialogue.dev/variant": variant}},
         "spec": {
             "nodeSelector": {"kubernetes.io/hostname": "proc-cpu-0"},
             "terminationGracePeriodSeconds": 2,
@@ -133,10 +133,27 @@ def test_pods_enter_and_leave_rotation_keys_from_secret_hold_annotates(
             replicas = {(await ask(session, gateway.url, conv=f"c{i}"))[1] for i in range(30)}
             assert replicas == {replica_id(f"http://{ip}:8000") for ip in ips.values()}
 
-            step("both pods in rotation; deleting sim-a")
-            # A deleted pod leaves the rotation.
-            cluster.kubectl("delete", "pod", "sim-a", "-n", namespace, "--wait=false")  # type: ignore[attr-defined]
+            step("both pods in rotation; deleting sim-a under steady load")
+            # A pod deleted under steady load leaves the rotation and no request fails.
+            stop, failures, served = asyncio.Event(), [], [0]
+
+            async def load(i: int) -> None:
+                while not stop.is_set():
+                    status, _ = await ask(session, gateway.url, conv=f"load-{i}-{served[0]}")
+                    if status == 200:
+                        served[0] += 1
+                    else:
+                        failures.append(status)
+
+            loaders = [asyncio.create_task(load(i)) for i in range(6)]
+            await asyncio.sleep(1.0)
+            await asyncio.to_thread(cluster.kubectl, "delete", "pod", "sim-a", "-n", namespace, "--wait=false")  # type: ignore[attr-defined]
             await wait_metric(session, gateway.url, 1)
+            await asyncio.sleep(3.0)  # the pod's grace period runs out while the load goes on
+            stop.set()
+            await asyncio.gather(*loaders)
+            assert failures == [], f"{len(failures)} requests failed while a pod was deleted: {failures[:5]}"
+            assert served[0] > 10
             after = [await ask(session, gateway.url, conv=f"c{i}") for i in range(20)]
             assert {status for status, _ in after} == {200}
             assert {r for _, r in after} == {replica_id(f"http://{ips['sim-b']}:8000")}
@@ -158,7 +175,27 @@ def test_pods_enter_and_leave_rotation_keys_from_secret_hold_annotates(
             ip_c = await asyncio.to_thread(wait_for, lambda: pod_ip(cluster, namespace, "sim-c"), 30, "sim-c")
             assert replica == replica_id(f"http://{ip_c}:8000")
 
-            step("held request answered by sim-c; deleting the DialogueModel")
+            step("held request answered by sim-c; a canary pod and status weights base=0, canary=100")
+            # Variant weights come from the DialogueModel's status.
+            apply(cluster, namespace, sim_pod("sim-canary", variant="canary"))
+            ip_canary = await asyncio.to_thread(
+                wait_for, lambda: pod_ip(cluster, namespace, "sim-canary"), 90, "sim-canary Ready"
+            )
+            weights = {"status": {"variants": [{"name": "base", "weight": 0}, {"name": "canary", "weight": 100}]}}
+            await asyncio.to_thread(
+                cluster.kubectl,  # type: ignore[attr-defined]
+                "patch", "dialoguemodel", "chat", "-n", namespace, "--subresource=status", "--type=merge",
+                "-p", json.dumps(weights),
+            )  # fmt: skip
+            canary = replica_id(f"http://{ip_canary}:8000")
+            for _ in range(150):
+                if (await ask(session, gateway.url, conv="probe"))[1] == canary:
+                    break
+                await asyncio.sleep(0.2)
+            answers = [await ask(session, gateway.url, conv=f"v{i}") for i in range(20)]
+            assert {r for _, r in answers} == {canary}, "status weights base=0, canary=100 not followed"
+
+            step("weights followed; deleting the DialogueModel")
             # Deleting the DialogueModel removes its metric series.
             cluster.kubectl("delete", "dialoguemodel", "chat", "-n", namespace)  # type: ignore[attr-defined]
             for _ in range(100):
