@@ -159,3 +159,21 @@ async def test_killed_upstream_fails_no_request_that_had_not_started_streaming(p
     assert failures == [], failures[:5]
     assert completed > 20
     assert midstream <= 12  # only streams that were under way on the killed replica may break off
+
+
+async def test_client_leaving_mid_stream_frees_its_slot(cluster3: tuple[list[str], str]) -> None:
+    _, gateway = cluster3
+    in_flight_re = re.compile(r"dialogue_gateway_in_flight_requests\{[^}]*\} ([0-9.]+)")
+    body = chat_body([{"role": "user", "content": "a long story"}], max_tokens=1500, stream=True)  # ~37 s
+    async with aiohttp.ClientSession() as session:
+        async with session.post(f"{gateway}/v1/chat/completions", json=body, headers=AUTH) as response:
+            assert response.status == 200
+            await response.content.readany()  # the first chunk, then the client hangs up
+        for _ in range(100):
+            async with session.get(f"{gateway}/metrics") as metrics:
+                values = [float(v) for v in in_flight_re.findall(await metrics.text())]
+            if values and sum(values) == 0:
+                break
+            await asyncio.sleep(0.1)
+        else:
+            raise AssertionError(f"the abandoned stream still counts as in flight: {values}")
