@@ -63,22 +63,44 @@ def container_mounts(
     return mounts
 
 
-def launch_argv(mounts: Sequence[Mount], workdir: str, argv: Sequence[str]) -> list[str]:
-    """The full command line that runs `argv` with `mounts` in place and `workdir` as its directory."""
+def launch_argv(
+    mounts: Sequence[Mount], workdir: str, argv: Sequence[str], *, workdir_on_host: bool = False
+) -> list[str]:
+    """The full command line that runs `argv` with `mounts` in place and `workdir` as its directory.
+
+    Every source (and a `workdir_on_host`) is opened first and mounted through its /proc/self/fd link: a mount
+    over an ancestor of a source (an emptyDir at /tmp while the state directory is under /tmp) cannot hide it.
+    """
     lines = []
+    fds: dict[int, int] = {}
+    first_fd = 10
+    for index, mount in enumerate(mounts):
+        if mount.source.is_dir() or mount.source.is_file():
+            fds[index] = first_fd + index
+            lines.append(f"exec {fds[index]}< {shlex.quote(str(mount.source))} || exit 128")
+    wd_fd = first_fd + len(mounts)
+    if workdir_on_host:
+        lines.append(f"exec {wd_fd}< {shlex.quote(workdir)} || exit 128")
     # Shallow targets first so a mount nested under another volume lands inside it.
-    for mount in sorted(mounts, key=lambda m: len(m.target.parts)):
-        src, dst = shlex.quote(str(mount.source)), shlex.quote(str(mount.target))
+    order = sorted(range(len(mounts)), key=lambda i: len(mounts[i].target.parts))
+    for index in order:
+        mount = mounts[index]
+        source = f"/proc/self/fd/{fds[index]}" if index in fds else shlex.quote(str(mount.source))
+        dst = shlex.quote(str(mount.target))
         create = f"[ -e {dst} ] || touch {dst}" if mount.is_file else f"[ -e {dst} ] || mkdir -p {dst}"
         fail = f'{{ echo "podrunner: cannot mount {mount.source} at {mount.target}" >&2; exit 128; }}'
-        lines.append(f"{create} && mount -n --bind {src} {dst} || {fail}")
+        lines.append(f"{{ {create}; }} && mount -n -c --bind {source} {dst} || {fail}")
         if mount.read_only:
             lines.append(f"mount -n -o remount,bind,ro {dst} || {fail}")
-    wd = shlex.quote(workdir)
-    lines.append(f'cd {wd} || {{ echo "podrunner: working directory {workdir} is missing" >&2; exit 128; }}')
+    missing = f'{{ echo "podrunner: working directory {workdir} is missing" >&2; exit 128; }}'
+    if workdir_on_host:
+        lines.append(f"cd -P /proc/self/fd/{wd_fd} || {missing}")
+    else:
+        lines.append(f"cd {shlex.quote(workdir)} || {missing}")
+    lines.extend(f"exec {fd}<&-" for fd in [*fds.values(), *([wd_fd] if workdir_on_host else [])])
     lines.append('exec "$@"')
     script = "\n".join(lines)
-    return ["unshare", "-m", "--propagation", "private", "--", "/bin/sh", "-c", script, "podrunner", *argv]
+    return ["unshare", "-m", "--propagation", "private", "--", "/bin/bash", "-c", script, "podrunner", *argv]
 
 
 class MountPoints:

@@ -266,7 +266,8 @@ class PodWorker(threading.Thread):
             run.restart_at = time.monotonic() + 2.0
             return
         workdir = str(spec.get("workingDir") or "")
-        if not workdir:
+        workdir_on_host = not workdir
+        if workdir_on_host:
             workdir = str(self.pod_dir / "work")
             Path(workdir).mkdir(parents=True, exist_ok=True)
         if run.ever_started:  # the kubelet counts a restart when it creates the next container
@@ -290,10 +291,10 @@ class PodWorker(threading.Thread):
         try:
             self.ctx.mount_points.acquire(f"{self.uid}/{run.name}", mounts)
             run.process = ContainerProcess(
-                launch_argv(mounts, workdir, argv),
+                launch_argv(mounts, workdir, argv, workdir_on_host=workdir_on_host),
                 env,
                 self._log_path(run),
-                Path(workdir),
+                self.pod_dir,  # the launch script changes to the container's own working directory
                 tag=f"{self.ctx.tag_prefix}{self.uid}/{run.name}/",
             )
         except OSError as exc:  # a mount point that cannot be created, a missing tool: this container fails

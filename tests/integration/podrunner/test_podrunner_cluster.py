@@ -410,3 +410,61 @@ def test_claim_bound_to_a_host_path_volume_is_that_directory(
         assert (data / "model.bin").read_text() == "weights\n"
     finally:
         cluster.kubectl("delete", "pv", pv_name, "--wait=false", "--ignore-not-found", check=False)
+
+
+def test_runtime_pod_volume_layout(cluster: LocalCluster, namespace: str) -> None:
+    """The volumes of the operator's runtime pods: engine config, /dev/shm in memory, a private /tmp, /models."""
+    marker = uuid.uuid4().hex
+    script = (
+        f"cat /etc/dialogue/engine.json && echo tmp > /tmp/{marker} && echo shm > /dev/shm/{marker} "
+        f"&& ls /models && cat /tmp/{marker} /dev/shm/{marker}"
+    )
+    manifest = {
+        "apiVersion": "v1",
+        "kind": "List",
+        "items": [
+            {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "engine"}, "data": {"engine.json": "{}"}},
+            {
+                "apiVersion": "v1",
+                "kind": "Pod",
+                "metadata": {"name": "layout"},
+                "spec": {
+                    "nodeSelector": {"kubernetes.io/hostname": CPU_NODE},
+                    "restartPolicy": "Never",
+                    "containers": [
+                        {
+                            "name": "engine",
+                            "image": "busybox",
+                            "command": ["sh", "-c", script],
+                            "terminationMessagePolicy": "FallbackToLogsOnError",
+                            "volumeMounts": [
+                                {"name": "config", "mountPath": "/etc/dialogue", "readOnly": True},
+                                {"name": "shm", "mountPath": "/dev/shm"},
+                                {"name": "models", "mountPath": "/models"},
+                                {"name": "tmp", "mountPath": "/tmp"},
+                            ],
+                        }
+                    ],
+                    "volumes": [
+                        {"name": "config", "configMap": {"name": "engine"}},
+                        {"name": "shm", "emptyDir": {"medium": "Memory"}},
+                        {"name": "models", "emptyDir": {}},
+                        {"name": "tmp", "emptyDir": {}},
+                    ],
+                },
+            },
+        ],
+    }
+    apply(cluster, namespace, json.dumps(manifest))
+    done = wait_for(
+        lambda: (
+            (p := pod(cluster, namespace, "layout"))
+            and p.get("status", {}).get("phase") in ("Succeeded", "Failed")
+            and p
+        ),
+        timeout_s=60,
+        what="pod layout to finish",
+    )
+    assert done["status"]["phase"] == "Succeeded", container_status(done)
+    assert cluster.kubectl("logs", "layout", "-n", namespace).stdout == "{}tmp\nshm\n"
+    assert not Path(f"/tmp/{marker}").exists() and not Path(f"/dev/shm/{marker}").exists()  # private to the pod

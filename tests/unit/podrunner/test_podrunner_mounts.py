@@ -15,10 +15,28 @@ def test_launch_argv_execs_the_command_after_mounts() -> None:
     assert argv[:5] == ["unshare", "-m", "--propagation", "private", "--"]
     assert argv[-3:] == ["podrunner", "echo", "$(X)"]
     script = argv[7]
-    assert "mount -n --bind '/src/a b' /etc/x" in script
+    assert "mount -n -c --bind '/src/a b' /etc/x" in script  # a source that does not exist is not pinned
     assert "remount,bind,ro /etc/x" in script
     assert "cd '/work dir'" in script
     assert script.endswith('exec "$@"')
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="bind mounts in a private mount namespace need root")
+def test_a_mount_over_an_ancestor_cannot_hide_another_source(tmp_path: Path) -> None:
+    state = tmp_path / "state"  # like a state dir under /tmp while the pod mounts an emptyDir at /tmp
+    (state / "config").mkdir(parents=True)
+    (state / "config" / "engine.json").write_text("{}")
+    (state / "work").mkdir()
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    target = tmp_path / "etc-dialogue"
+    target.mkdir()
+    mounts = [Mount(empty, tmp_path), Mount(state / "config", target)]
+    argv = launch_argv(mounts, str(state / "work"), ["sh", "-c", f"cat {target}/engine.json; ls {tmp_path}"],
+                       workdir_on_host=True)  # fmt: skip
+    result = subprocess.run(argv, capture_output=True, text=True, check=False)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith("{}")
 
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="bind mounts in a private mount namespace need root")
