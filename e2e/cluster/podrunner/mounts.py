@@ -58,7 +58,12 @@ def container_mounts(
             source = source / sub_path
             if not source.exists():
                 source.mkdir(parents=True, exist_ok=True)
-        read_only = bool(mount.get("readOnly")) or any(k in volumes.get(name, {}) for k in READ_ONLY_KINDS)
+        volume = volumes.get(name, {})
+        read_only = (
+            bool(mount.get("readOnly"))
+            or any(k in volume for k in READ_ONLY_KINDS)
+            or bool((volume.get("persistentVolumeClaim") or {}).get("readOnly"))
+        )
         mounts.append(Mount(source, Path(str(mount["mountPath"])), read_only))
     return mounts
 

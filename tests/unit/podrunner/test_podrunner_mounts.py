@@ -109,3 +109,38 @@ def test_leftovers_of_a_dead_runner_are_swept(tmp_path: Path) -> None:
     runner.wait()
     MountPoints(registry).sweep()
     assert not (tmp_path / "etc").exists()
+
+
+def test_container_mounts_resolve_sub_paths_and_read_only_kinds(tmp_path: Path) -> None:
+    from e2e.cluster.podrunner.mounts import container_mounts
+    from e2e.cluster.podrunner.volumes import VolumeError
+
+    pod = {
+        "spec": {
+            "volumes": [
+                {"name": "cfg", "configMap": {"name": "c"}},
+                {"name": "data", "emptyDir": {}},
+                {"name": "models", "persistentVolumeClaim": {"claimName": "m", "readOnly": True}},
+            ]
+        }
+    }
+    paths = {"cfg": tmp_path / "cfg", "data": tmp_path / "data", "models": tmp_path / "models"}
+    container = {
+        "name": "c",
+        "volumeMounts": [
+            {"name": "cfg", "mountPath": "/etc/dialogue"},
+            {"name": "data", "mountPath": "/data", "subPathExpr": "$(POD_NAME)"},
+            {"name": "models", "mountPath": "/models"},
+        ],
+    }
+    mounts = container_mounts(pod, container, paths, {"POD_NAME": "web-0"})
+    assert [(m.source, str(m.target), m.read_only) for m in mounts] == [
+        (tmp_path / "cfg", "/etc/dialogue", True),
+        (tmp_path / "data" / "web-0", "/data", False),
+        (tmp_path / "models", "/models", True),
+    ]
+    assert (tmp_path / "data" / "web-0").is_dir()
+    with pytest.raises(VolumeError, match="must be relative"):
+        container_mounts(pod, {"volumeMounts": [{"name": "data", "mountPath": "/d", "subPath": "../x"}]}, paths, {})
+    with pytest.raises(VolumeError, match="names no volume"):
+        container_mounts(pod, {"volumeMounts": [{"name": "nope", "mountPath": "/d"}]}, paths, {})
