@@ -155,6 +155,10 @@ class PodWorker(threading.Thread):
         if self.sandbox_ready and self._run_init_containers(pod):
             for run in self.runs:
                 self._sync_container(pod, run)
+        elif self.sandbox_ready:
+            for run in self.runs:  # what the kubelet shows for app containers while init containers run
+                if not run.ever_started:
+                    run.waiting_reason, run.waiting_message = "PodInitializing", ""
         self._publish(pod)
 
     def _setup_sandbox(self, pod: Mapping[str, Any]) -> None:
