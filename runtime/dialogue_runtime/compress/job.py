@@ -80,6 +80,8 @@ def run(
     rid = recipe_id(recipe, calibration.digest if calibration else None)
     paths = store.artifact_paths(output_root, model_name or base.name, base_id, recipe.label(), rid)
     progress.note(f"base id {base_id[:16]}, recipe id {rid[:16]}, artifact {paths.final_dir}")
+    progress.step("precheck")
+    check_compatible(recipe, config)  # before touching the volume: a refused recipe leaves nothing behind
     with store.locked(paths):
         progress.step("reuse-check")
         if store.read_marker(paths.final_dir) is not None:
@@ -88,8 +90,6 @@ def run(
             return _finish(paths, base_id, rid, reused=True, link=link, progress=progress)
         for removed in store.remove_partials(paths):
             progress.note(f"removed half-written output {removed}")
-        progress.step("precheck")
-        check_compatible(recipe, config)
         partial = paths.partial_dir(os.getpid())
         try:
             _compress_into(base, recipe, calibration, partial, progress)
