@@ -107,7 +107,7 @@ class Runner:
         if leftovers:
             log.warning("killed %d process(es) left running by an earlier runner of this node", leftovers)
         self.ctx.mount_points.sweep()
-        register(self.client, self.shape)
+        self._register_with_retries()
         log.info("node %s registered (podCIDR %s, %d GPUs)", self.shape.name, self.shape.pod_cidr, self.shape.gpus)
         threads = [
             threading.Thread(target=self._heartbeat_loop, name="heartbeat", daemon=True),
@@ -120,6 +120,19 @@ class Runner:
                 self._reap()
         finally:
             self._shutdown()
+
+    def _register_with_retries(self, timeout_s: float = 60.0) -> None:
+        """Register the node, waiting out an API server that is still starting (unreachable or 5xx)."""
+        deadline = time.monotonic() + timeout_s
+        while True:
+            try:
+                register(self.client, self.shape)
+                return
+            except ApiError as exc:
+                if (exc.status != 0 and exc.status < 500) or time.monotonic() > deadline or self._stop.is_set():
+                    raise
+                log.info("API server not ready (%s); retrying", exc)
+                self._stop.wait(1.0)
 
     def _shutdown(self) -> None:
         log.info("shutting down: stopping every pod's processes")
