@@ -25,8 +25,8 @@ def parse_args(argv: list[str]) -> RunnerConfig:
     parser.add_argument("--state-dir", type=Path, required=True, help="logs, volumes, PVC data of this node")
     parser.add_argument("--gpus", type=int, default=0, help="nvidia.com/gpu capacity; >0 adds the GPU label/taint")
     parser.add_argument("--gpu-product", default="NVIDIA-L4", help="nvidia.com/gpu.product label when --gpus > 0")
-    parser.add_argument("--cpu", default="32", help="cpu capacity reported")
-    parser.add_argument("--memory", default="256Gi", help="memory capacity reported")
+    parser.add_argument("--cpu", help="cpu capacity reported (default: 96 with GPUs, like the KWOK GPU nodes; else 32)")
+    parser.add_argument("--memory", help="memory capacity reported (default: 1Ti with GPUs; else 256Gi)")
     parser.add_argument("--max-pods", type=int, default=110)
     parser.add_argument("--backoff-cap-s", type=float, default=300.0, help="CrashLoopBackOff cap (kubelet: 300)")
     parser.add_argument("--shutdown-grace-s", type=float, default=10.0, help="longest grace per pod at shutdown")
@@ -47,8 +47,8 @@ def parse_args(argv: list[str]) -> RunnerConfig:
         state_dir=args.state_dir.resolve(),
         gpus=args.gpus,
         gpu_product=args.gpu_product,
-        cpu=args.cpu,
-        memory=args.memory,
+        cpu=args.cpu or ("96" if args.gpus > 0 else "32"),
+        memory=args.memory or ("1Ti" if args.gpus > 0 else "256Gi"),
         max_pods=args.max_pods,
         unschedulable=args.unschedulable,
         backoff_cap_s=args.backoff_cap_s,

@@ -46,6 +46,7 @@ class NodeShape:
         if self.gpus > 0:
             labels["nvidia.com/gpu.product"] = self.gpu_product
             labels["nvidia.com/gpu.count"] = str(self.gpus)
+            labels["nvidia.com/gpu.present"] = "true"
         return labels
 
     def capacity(self) -> dict[str, str]:
