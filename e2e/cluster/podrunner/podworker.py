@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from e2e.cluster import images
-from e2e.cluster.podrunner import envvars
+from e2e.cluster.podrunner import envvars, launch
 from e2e.cluster.podrunner.backoff import CrashBackoff
 from e2e.cluster.podrunner.container import (
     ContainerProcess,
@@ -29,7 +29,7 @@ from e2e.cluster.podrunner.context import HOST_IP, RunnerContext
 from e2e.cluster.podrunner.hooks import pre_stop_spec, run_pre_stop_hooks
 from e2e.cluster.podrunner.ipam import IPExhausted
 from e2e.cluster.podrunner.kubeapi import ApiError
-from e2e.cluster.podrunner.mounts import Mount, container_mounts, launch_argv
+from e2e.cluster.podrunner.mounts import Mount, launch_argv
 from e2e.cluster.podrunner.podapi import delete_now, object_source, patch_status
 from e2e.cluster.podrunner.podstatus import grace_period_s, pod_phase, pod_status, with_runner_ips
 from e2e.cluster.podrunner.prober import Prober
@@ -227,63 +227,46 @@ class PodWorker(threading.Thread):
 
     def _start(self, pod: Mapping[str, Any], run: ContainerRun) -> None:
         spec = run.spec
+        context = launch.PodContext(
+            pod=with_runner_ips(pod, self.pod_ip, HOST_IP),
+            repo_root=self.ctx.repo_root,
+            pod_dir=self.pod_dir,
+            source=object_source(self.ctx.client),
+            service_env=envvars.service_env(self.ctx.api_host, self.ctx.api_port),
+            allocatable=self.ctx.allocatable,
+            host_env=self._host_env,
+            volume_paths=self._volume_paths,
+        )
         try:
-            image = images.resolve(str(spec.get("image", "")), self.ctx.repo_root)
-        except images.ImageNotAvailable as exc:
-            first = run.waiting_reason not in ("ErrImagePull", "ImagePullBackOff")
-            run.waiting_reason, run.waiting_message = ("ErrImagePull" if first else "ImagePullBackOff"), str(exc)
-            run.restart_at = time.monotonic() + max(run.pull_backoff.on_exit(0.0), 5.0)
-            if first:
-                self.ctx.event(pod, "Warning", "Failed", f"Failed to pull image {spec.get('image')!r}: {exc}")
-            return
-        try:
-            declared = envvars.container_env(
-                with_runner_ips(pod, self.pod_ip, HOST_IP),
-                spec,
-                object_source(self.ctx.client),
-                envvars.service_env(self.ctx.api_host, self.ctx.api_port),
-                self.ctx.allocatable,
-            )
-        except (envvars.ContainerConfigError, ApiError) as exc:
+            plan = launch.plan(context, spec)
+        except launch.LaunchError as exc:
+            if exc.reason == "ErrImagePull":
+                first = run.waiting_reason not in ("ErrImagePull", "ImagePullBackOff")
+                run.waiting_reason, run.waiting_message = ("ErrImagePull" if first else "ImagePullBackOff"), str(exc)
+                run.restart_at = time.monotonic() + max(run.pull_backoff.on_exit(0.0), 5.0)
+                if first:
+                    self.ctx.event(pod, "Warning", "Failed", f"Failed to pull image {spec.get('image')!r}: {exc}")
+                return
             if run.waiting_message != str(exc):
                 self.ctx.event(pod, "Warning", "Failed", f"Error: {exc}")
-            run.waiting_reason, run.waiting_message = "CreateContainerConfigError", str(exc)
+            run.waiting_reason, run.waiting_message = exc.reason, str(exc)
             run.restart_at = time.monotonic() + 2.0
             return
-        env = {
-            **self._host_env,
-            "PATH": image.path,
-            "HOSTNAME": pod["metadata"]["name"],
-            **image.env,
-            **declared,
-        }
-        argv = envvars.container_argv(spec, declared, image.entrypoint, image.cmd)
         container_dir = self.pod_dir / "containers" / run.name
         container_dir.mkdir(parents=True, exist_ok=True)
         message_file = container_dir / "termination-log"
         message_file.write_bytes(b"")
-        try:
-            message_path = Path(str(spec.get("terminationMessagePath") or DEFAULT_MESSAGE_PATH))
-            mounts = container_mounts(pod, spec, self._volume_paths, declared)
-        except VolumeError as exc:
-            run.waiting_reason, run.waiting_message = "CreateContainerConfigError", str(exc)
-            run.restart_at = time.monotonic() + 2.0
-            return
-        workdir = str(spec.get("workingDir") or "")
-        workdir_on_host = not workdir
-        if workdir_on_host:
-            workdir = str(self.pod_dir / "work")
-            Path(workdir).mkdir(parents=True, exist_ok=True)
+        message_path = Path(str(spec.get("terminationMessagePath") or DEFAULT_MESSAGE_PATH))
+        mounts = list(plan.mounts)
         if run.ever_started:  # the kubelet counts a restart when it creates the next container
             run.restart_count += 1
         run.ever_started = True
         run.container_id = f"podrunner://{self.uid}/{run.name}/{run.restart_count}"
-        run.image_id = image.image_id
+        run.image_id = plan.image.image_id
         run.running_since = now_iso()
         run.waiting_message = ""
-        if not argv or ("/" not in argv[0] and shutil.which(argv[0], path=image.path) is None):
-            what = argv[0] if argv else "(none)"
-            message = f'exec: "{what}": executable file not found in $PATH' if argv else "no command specified"
+        if plan.start_error:
+            message = plan.start_error
             self.ctx.event(pod, "Warning", "Failed", f"Error: failed to start container {run.name!r}: {message}")
             self._on_exit(pod, run, 128, reason="StartError", message=message)
             return
@@ -295,8 +278,8 @@ class PodWorker(threading.Thread):
         try:
             self.ctx.mount_points.acquire(f"{self.uid}/{run.name}", mounts)
             run.process = ContainerProcess(
-                launch_argv(mounts, workdir, argv, workdir_on_host=workdir_on_host),
-                env,
+                launch_argv(mounts, plan.workdir, plan.argv, workdir_on_host=plan.workdir_on_host),
+                plan.env,
                 self._log_path(run),
                 self.pod_dir,  # the launch script changes to the container's own working directory
                 tag=f"{self.ctx.tag_prefix}{self.uid}/{run.name}/",
@@ -305,13 +288,13 @@ class PodWorker(threading.Thread):
             self.ctx.event(pod, "Warning", "Failed", f"Error: failed to start container {run.name!r}: {exc}")
             self._on_exit(pod, run, 128, reason="StartError", message=f"failed to start: {exc}")
             return
-        run.mount_env, run.workdir = env, workdir
+        run.mount_env, run.workdir = plan.env, plan.workdir
         run.waiting_reason = ""
         run.terminated = None
         run.ready = False
         self.prober.reset(run)
         self.ctx.event(pod, "Normal", "Started", f"Started container {run.name}")
-        log.info("pod %s: started container %s (pid %d): %s", self.key, run.name, run.process.pid, argv)
+        log.info("pod %s: started container %s (pid %d): %s", self.key, run.name, run.process.pid, plan.argv)
 
     def _on_exit(
         self,
