@@ -162,6 +162,7 @@ def _record(directory: Path, *, tool: str, version: str, seconds: float, files: 
         "go": go_version,
         "binaries": files,
         "cpus": os.cpu_count(),
+        "load_average_after": round(os.getloadavg()[0], 1),  # this machine is shared: say how busy it was
     }
     (directory / BUILD_INFO).write_text(json.dumps(info, indent=2) + "\n")
 
