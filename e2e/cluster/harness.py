@@ -99,8 +99,17 @@ class LocalCluster:
     def log_tail(self, component: str, lines: int = 30) -> str:
         return procs.log_tail(self.layout.log(component), lines)
 
-    def is_up(self) -> bool:
-        return self.pid("kube-apiserver") is not None and self.api().ok("/readyz")
+    def is_up(self, *, patience_s: float = 30.0) -> bool:
+        """Whether the API server runs and is ready; a running one gets `patience_s` to answer (busy machine)."""
+        if self.pid("kube-apiserver") is None:
+            return False
+        api = self.api()
+        deadline = time.monotonic() + patience_s
+        while not api.ok("/readyz", timeout_s=5.0):
+            if time.monotonic() > deadline or self.pid("kube-apiserver") is None:
+                return False
+            time.sleep(0.5)
+        return True
 
     # ---- lifecycle -----------------------------------------------------------------------------------------
     def up(self) -> bool:
