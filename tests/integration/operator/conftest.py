@@ -107,8 +107,8 @@ def chart_release(cluster: LocalCluster, tmp_path_factory: pytest.TempPathFactor
     env = {**os.environ, "KUBECONFIG": str(cluster.kubeconfig)}
     subprocess.run(
         [helm, "install", release, str(CHART), "-n", namespace, "--create-namespace", "-f", str(values_file), "--wait",
-         "--timeout", "120s"],
-        env=env, check=True, capture_output=True, text=True, timeout=180,
+         "--timeout", "300s"],
+        env=env, check=True, capture_output=True, text=True, timeout=330,
     )  # fmt: skip
     sa = release + "-dialogue-operator"
     token = cluster.kubectl("create", "token", sa, "-n", namespace, "--duration", "2h").stdout.strip()
