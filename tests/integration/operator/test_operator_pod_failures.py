@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import urllib.request
 from typing import Any
 
 import pytest
@@ -50,3 +52,20 @@ def test_image_pull_failure_and_engine_crash_are_reported(
     assert "dialogue_runtime" in crash["message"], crash  # "No module named dialogue_runtime"
     degraded = condition(get_json(cluster, "dm", "crash", "-n", namespace), "Degraded")
     assert degraded["status"] == "True" and degraded["reason"] == "EngineFailed"
+
+
+def test_sim_engine_really_runs_from_the_rendered_config(
+    cluster: LocalCluster, namespace: str, operator: OperatorProcess
+) -> None:
+    """The operator/runtime contract end to end: engine.json, POD_IP, the http port and /health probes."""
+    manifest = _sim_model("sim", "ghcr.io/dialogue-operator/runtime:0.1.0")
+    manifest["spec"]["model"]["servedName"] = "sim-chat"
+    apply(cluster, namespace, manifest)
+    wait = cluster.kubectl("wait", "--for=condition=Ready", "dm/sim", "-n", namespace, "--timeout=120s", check=False)
+    assert wait.returncode == 0, wait.stderr
+    pods = get_json(cluster, "pods", "-n", namespace, "-l", "dialogue.dev/model=sim")["items"]
+    (pod,) = [p for p in pods if not p["metadata"].get("deletionTimestamp")]
+    ip = pod["status"]["podIP"]
+    with urllib.request.urlopen(f"http://{ip}:8000/v1/models", timeout=10) as resp:
+        served = json.loads(resp.read())
+    assert [m["id"] for m in served["data"]] == ["sim-chat"]
