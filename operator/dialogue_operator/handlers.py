@@ -10,6 +10,8 @@ import kopf
 from dialogue_runtime import contract
 from prometheus_client import start_http_server
 
+from dialogue_operator.api.serving import AutoscalingSpec
+from dialogue_operator.autoscale import PolicyConfig
 from dialogue_operator.k8s.api import KubeApi, connect
 from dialogue_operator.k8s.autoscaler import AutoscalerShell
 from dialogue_operator.k8s.controller import Controller
@@ -32,7 +34,13 @@ async def start_controller(settings: kopf.OperatorSettings, memo: kopf.Memo, **_
     client = await connect()
     api = KubeApi(client)
     memo.http = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=5))
-    autoscaler = AutoscalerShell(api, aiohttp_fetch(memo.http), gateway_urls=config.gateway_metrics_urls)
+    PolicyConfig.from_spec(AutoscalingSpec(), **config.autoscale_policy)  # a bad override fails here, not per tick
+    autoscaler = AutoscalerShell(
+        api,
+        aiohttp_fetch(memo.http),
+        gateway_urls=config.gateway_metrics_urls,
+        policy_overrides=dict(config.autoscale_policy),
+    )
     controller = Controller(api, config, autoscaler=autoscaler)
     memo.client = client
     memo.controller = controller

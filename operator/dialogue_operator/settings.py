@@ -34,6 +34,9 @@ class Settings:
     metrics_port: int = 8080
     autoscale_interval_s: float = 10.0  # 0 turns the autoscaler loop off
     gateway_metrics_urls: tuple[str, ...] = ()  # gateway /metrics pages the autoscaler also scrapes
+    # Autoscaling PolicyConfig overrides (windows, step limits): AUTOSCALE_POLICY=stable_window_s=10,...; for
+    # experiments and end-to-end tests that cannot wait the default 10-minute scale-down window.
+    autoscale_policy: Mapping[str, float] = field(default_factory=dict)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -54,4 +57,19 @@ class Settings:
             metrics_port=int(get("METRICS_PORT") or base.metrics_port),
             autoscale_interval_s=float(get("AUTOSCALE_INTERVAL_S") or base.autoscale_interval_s),
             gateway_metrics_urls=tuple(u.strip() for u in (get("GATEWAY_METRICS_URLS") or "").split(",") if u.strip()),
+            autoscale_policy=_numbers(ENV_PREFIX + "AUTOSCALE_POLICY", get("AUTOSCALE_POLICY") or ""),
         )
+
+
+def _numbers(variable: str, text: str) -> dict[str, float]:
+    """`name=number,...` -> {name: number} (an integer stays an int); ValueError naming the variable."""
+    out: dict[str, float] = {}
+    for item in (part.strip() for part in text.split(",")):
+        if not item:
+            continue
+        name, _, value = (x.strip() for x in item.partition("="))
+        try:
+            out[name] = int(value) if value.lstrip("-").isdigit() else float(value)
+        except ValueError:
+            raise ValueError(f"{variable}: {item!r} is not NAME=NUMBER") from None
+    return out
