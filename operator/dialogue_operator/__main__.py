@@ -13,7 +13,12 @@ from dialogue_operator.settings import ENV_PREFIX, Settings
 
 
 def main() -> None:
-    logging.basicConfig(level=os.environ.get(ENV_PREFIX + "LOG_LEVEL", "INFO"))
+    level = logging.getLevelName(os.environ.get(ENV_PREFIX + "LOG_LEVEL", "INFO"))
+    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    # kopf logs every handled watch event at INFO; the controller logs what it changes instead.
+    quiet = max(logging.WARNING, level if isinstance(level, int) else 0)
+    logging.getLogger("kopf.objects").setLevel(quiet)
+    logging.getLogger("aiohttp.access").setLevel(quiet)  # the liveness probe, every 20 s
     namespaces = Settings.from_env().namespaces
     health_port = os.environ.get(ENV_PREFIX + "HEALTH_PORT", "8081")
     asyncio.run(

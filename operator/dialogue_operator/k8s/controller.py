@@ -185,11 +185,16 @@ class Controller:
         for batch in (others, deployments):
             for applied in await asyncio.gather(*(self.api.apply(obj) for obj in batch)):
                 self.informers[applied.get("kind", "")].put(applied)
+        if plan.apply:
+            names = ", ".join(f"{o['kind']}/{o['metadata']['name']}" for o in plan.apply)
+            logger.info("DialogueModel %s/%s: applied %s", model.namespace, model.name, names)
         for kind, name in plan.delete:
             await self.api.delete(kind, model.namespace, name)
+            logger.info("DialogueModel %s/%s: deleted %s/%s", model.namespace, model.name, kind, name)
         if plan.status_changed:
             await self._write_status(key, body, plan.status)
         for note in plan.events:
+            logger.info("DialogueModel %s/%s: %s: %s", model.namespace, model.name, note.reason, note.message)
             await self.api.post_event(body, note.type, note.reason, note.message)
 
     async def _write_status(self, key: ModelKey, body: dict[str, Any], status: dict[str, Any]) -> None:
