@@ -164,8 +164,10 @@ class Controller:
     async def reconcile_key(self, key: ModelKey) -> None:
         """Reconcile one DialogueModel: apply what differs, delete what is no longer wanted, write status."""
         body = self.models.get(key)
-        if body is None:
-            return  # deleted: the garbage collector removes the children through their owner references
+        if body is None or (body.get("metadata") or {}).get("deletionTimestamp"):
+            # Deleted or being deleted (foreground): the garbage collector removes the children through their
+            # owner references; re-applying them now would keep a foreground deletion waiting forever.
+            return
         now = self._clock()
         try:
             model = ModelObject.from_body(body)

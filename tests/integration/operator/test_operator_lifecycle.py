@@ -86,8 +86,9 @@ def test_model_lifecycle_ready_idle_drift_scale_delete(
     scale = get_json(cluster, "dm", "chat", "-n", namespace, "--subresource=scale")
     assert scale["spec"]["replicas"] == 3 and "dialogue.dev/model=chat" in scale["status"]["selector"]
 
-    # delete: the garbage collector removes every child through the owner references
-    cluster.kubectl("delete", "dm", "chat", "-n", namespace)
+    # delete: the garbage collector removes every child through the owner references (foreground: the model
+    # stays until its children are gone, so the operator must not re-create them meanwhile)
+    cluster.kubectl("delete", "dm", "chat", "-n", namespace, "--cascade=foreground", "--timeout=90s")
     wait_for(lambda: not _children(cluster, namespace, "chat"), timeout_s=60, what="children garbage-collected")
 
 
