@@ -25,6 +25,7 @@ logger = logging.getLogger(__name__)
 
 # Status keys other controllers (autoscaler, rollout) own: never overwritten by the reconcile's status patch.
 FOREIGN_STATUS_KEYS = ("autoscaling", "rollout")
+SYNC_TIMEOUT_S = 300.0
 WeightsProvider = Callable[[ModelObject], Mapping[str, int] | None]
 
 
@@ -94,7 +95,11 @@ class Controller:
         informers = [i for group in [*self.informers.values(), self.pods] for i in group.members]
         for informer in informers:
             self._tasks.append(asyncio.create_task(informer.run(), name=f"informer-{informer.resource.plural}"))
-        await asyncio.gather(*(i.synced.wait() for i in informers))
+        try:
+            await asyncio.wait_for(asyncio.gather(*(i.synced.wait() for i in informers)), SYNC_TIMEOUT_S)
+        except TimeoutError:
+            missing = sorted({i.resource.plural for i in informers if not i.synced.is_set()})
+            raise RuntimeError(f"could not list {', '.join(missing)} within {SYNC_TIMEOUT_S:.0f} s (RBAC?)") from None
         for n in range(self.settings.workers):
             self._tasks.append(asyncio.create_task(self._worker(), name=f"reconcile-worker-{n}"))
         self._tasks.append(asyncio.create_task(self._resync(), name="resync"))
@@ -125,9 +130,9 @@ class Controller:
             async with limit:
                 try:
                     await shell.tick(body, time.time())
-                except (KubeError, OSError, TimeoutError) as exc:
+                except Exception:  # one model's failed tick must not stop the loop for the others
                     meta = body.get("metadata") or {}
-                    logger.warning("autoscaler tick of %s/%s failed: %s", meta.get("namespace"), meta.get("name"), exc)
+                    logger.exception("autoscaler tick of %s/%s failed", meta.get("namespace"), meta.get("name"))
 
         while True:
             await asyncio.sleep(self.settings.autoscale_interval_s)
@@ -141,10 +146,13 @@ class Controller:
             try:
                 await self.reconcile_key(key)
                 self._failures.pop(key, None)
-            except KubeError as exc:
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # a worker must survive any one model's failure; it is retried with back-off
                 self._failures[key] += 1
                 delay_s = min(60.0, 0.5 * 2 ** self._failures[key])
-                logger.warning("reconcile of %s/%s failed (retry in %.1f s): %s", *key, delay_s, exc)
+                log = logger.warning if isinstance(exc, KubeError) else logger.exception
+                log("reconcile of %s/%s failed (retry in %.1f s): %s", *key, delay_s, exc)
                 self.metrics.reconcile_errors.labels(type(exc).__name__).inc()
                 self.queue.add_after(key, delay_s)
             finally:

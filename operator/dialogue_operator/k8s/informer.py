@@ -135,6 +135,10 @@ class Informer:
                 logger.warning("watch of %s failed, relisting in %.0f s: %s", self.resource.plural, RETRY_DELAY_S, exc)
                 version = ""
                 await asyncio.sleep(RETRY_DELAY_S)
+            except Exception:  # a dead informer would leave the cache stale forever: log, relist, go on
+                logger.exception("informer of %s failed, relisting in %.0f s", self.resource.plural, RETRY_DELAY_S)
+                version = ""
+                await asyncio.sleep(RETRY_DELAY_S)
 
 
 class InformerGroup:
