@@ -42,8 +42,26 @@ class JobRun:
         return data
 
 
-def run_job(module: str, args: list[str], workdir: Path, prefix: list[str] | None = None) -> JobRun:
-    """Runs `python -m dialogue_runtime.<module>` in the compress venv, like the Job's container would."""
+@dataclass
+class RunningJob:
+    proc: subprocess.Popen[str]
+    termination_path: Path
+    started: float
+
+    def wait(self) -> JobRun:
+        try:
+            stdout, stderr = self.proc.communicate(timeout=JOB_TIMEOUT_S)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            stdout, stderr = self.proc.communicate()
+        elapsed = time.monotonic() - self.started
+        path = self.termination_path
+        termination = path.read_text().strip() if path.exists() else ""
+        return JobRun(self.proc.returncode, stdout, stderr, termination, elapsed)
+
+
+def start_job(module: str, args: list[str], workdir: Path, prefix: list[str] | None = None) -> RunningJob:
+    """Starts `python -m dialogue_runtime.<module>` in the compress venv, like the Job's container would."""
     workdir.mkdir(parents=True, exist_ok=True)
     term = workdir / f"termination-{time.monotonic_ns()}"
     env = {k: v for k, v in os.environ.items() if not k.startswith(("VIRTUAL_ENV", "PYTHONHOME"))}
@@ -54,11 +72,12 @@ def run_job(module: str, args: list[str], workdir: Path, prefix: list[str] | Non
         TRANSFORMERS_OFFLINE="1",
     )
     cmd = [*(prefix or []), str(compress_env.venv_python()), "-m", f"dialogue_runtime.{module}", *args]
-    started = time.monotonic()
-    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=JOB_TIMEOUT_S, cwd=workdir)
-    elapsed = time.monotonic() - started
-    termination = term.read_text().strip() if term.exists() else ""
-    return JobRun(proc.returncode, proc.stdout, proc.stderr, termination, elapsed)
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=workdir)
+    return RunningJob(proc, term, time.monotonic())
+
+
+def run_job(module: str, args: list[str], workdir: Path, prefix: list[str] | None = None) -> JobRun:
+    return start_job(module, args, workdir, prefix).wait()
 
 
 def make_broken_variant(base: Path, out: Path, workdir: Path) -> Path:
