@@ -1,0 +1,104 @@
+"""Turns Job and Pod objects (plain dicts, as read from the API) into rollout observations (pure).
+
+The compression and evaluation Jobs end with a one-line termination message (JSON on success, `<Reason>:
+<message>` on failure); the shell passes the Job and its pods, and these functions decide the JobState and
+carry the message, so a condition can quote the underlying error.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from dialogue_operator.rollout.model import EvaluationObservation, JobObservation, JobState
+
+CRASH_LOOP_RESTARTS = 3
+
+
+def termination_message(pods: Iterable[Mapping[str, Any]]) -> str:
+    """The newest non-empty termination message of the pods' containers ('' if none)."""
+    newest = ("", "")
+    for pod in pods:
+        for cs in (pod.get("status") or {}).get("containerStatuses") or []:
+            for key in ("state", "lastState"):
+                term = ((cs.get(key) or {}).get("terminated")) or {}
+                message = str(term.get("message") or "").strip()
+                finished = str(term.get("finishedAt") or "")
+                if message and finished >= newest[0]:
+                    newest = (finished, message)
+    return newest[1]
+
+
+def job_state(job: Mapping[str, Any] | None) -> JobState:
+    if job is None:
+        return JobState.ABSENT
+    status = job.get("status") or {}
+    conditions = {c.get("type"): c.get("status") for c in status.get("conditions") or []}
+    if conditions.get("Complete") == "True" or int(status.get("succeeded") or 0) > 0:
+        return JobState.SUCCEEDED
+    if conditions.get("Failed") == "True" or int(status.get("failed") or 0) > 0:
+        return JobState.FAILED
+    return JobState.RUNNING
+
+
+def _failure_detail(job: Mapping[str, Any]) -> str:
+    for c in (job.get("status") or {}).get("conditions") or []:
+        if c.get("type") == "Failed" and c.get("status") == "True":
+            return f"{c.get('reason', 'Failed')}: {c.get('message', '')}".strip()
+    return "the Job failed without a termination message"
+
+
+def compression_observation(job: Mapping[str, Any] | None, pods: Iterable[Mapping[str, Any]]) -> JobObservation:
+    state = job_state(job)
+    message = termination_message(pods)
+    if state is JobState.FAILED and not message and job is not None:
+        message = _failure_detail(job)
+    return JobObservation(state=state, message=message)
+
+
+def evaluation_observation(job: Mapping[str, Any] | None, pods: Iterable[Mapping[str, Any]]) -> EvaluationObservation:
+    state = job_state(job)
+    message = termination_message(pods)
+    if state is not JobState.SUCCEEDED:
+        if state is JobState.FAILED and not message and job is not None:
+            message = _failure_detail(job)
+        return EvaluationObservation(state=state, message=message)
+    try:
+        verdict = json.loads(message)
+        return EvaluationObservation(
+            state=state,
+            eligible=bool(verdict["eligible"]),
+            recovery=verdict.get("recovery"),
+            agreement=verdict.get("agreement"),
+            threshold=verdict.get("threshold"),
+            message="; ".join(verdict.get("reasons") or []),
+        )
+    except (ValueError, KeyError, TypeError):
+        # A finished Job whose verdict cannot be read is not a pass.
+        return EvaluationObservation(state=JobState.FAILED, message=f"unreadable evaluation result: {message[:300]!r}")
+
+
+def canary_status(pods: Iterable[Mapping[str, Any]]) -> tuple[bool, bool, str]:
+    """(any pod Ready, crash-looping, why) for the canary variant's pods."""
+    ready = False
+    looping = False
+    why = ""
+    for pod in pods:
+        status = pod.get("status") or {}
+        if any(c.get("type") == "Ready" and c.get("status") == "True" for c in status.get("conditions") or []):
+            ready = True
+        for cs in status.get("containerStatuses") or []:
+            waiting = (cs.get("state") or {}).get("waiting") or {}
+            last = (cs.get("lastState") or {}).get("terminated") or {}
+            restarts = int(cs.get("restartCount") or 0)
+            if waiting.get("reason") == "CrashLoopBackOff" or (
+                restarts >= CRASH_LOOP_RESTARTS and int(last.get("exitCode") or 0) != 0
+            ):
+                looping = True
+                detail = str(last.get("message") or waiting.get("message") or "").strip()
+                name = (pod.get("metadata") or {}).get("name", "?")
+                why = f"pod {name} restarted {restarts} times, last exit {last.get('exitCode', '?')}" + (
+                    f": {detail}" if detail else ""
+                )
+    return ready, looping, why

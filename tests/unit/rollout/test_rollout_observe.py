@@ -1,0 +1,61 @@
+"""Job and Pod objects to observations: states, quoted termination messages, crash loops."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from dialogue_operator.rollout import JobState, Observation, Phase, RolloutSpec, new_state, step
+from dialogue_operator.rollout.observe import canary_status, compression_observation, evaluation_observation
+
+
+def pod(message: str = "", exit_code: int = 0, restarts: int = 0, waiting: str = "", ready: bool = False) -> Any:
+    state: dict[str, Any] = {"waiting": {"reason": waiting}} if waiting else {}
+    if message and not waiting:
+        state = {"terminated": {"exitCode": exit_code, "message": message, "finishedAt": "2026-01-01T00:00:00Z"}}
+    last = {"terminated": {"exitCode": exit_code, "message": message, "finishedAt": "2026-01-01T00:00:00Z"}}
+    return {
+        "metadata": {"name": "p-1"},
+        "status": {
+            "conditions": [{"type": "Ready", "status": "True" if ready else "False"}],
+            "containerStatuses": [{"restartCount": restarts, "state": state, "lastState": last if waiting else {}}],
+        },
+    }
+
+
+FAILED_JOB = {
+    "status": {"failed": 1, "conditions": [{"type": "Failed", "status": "True", "reason": "BackoffLimitExceeded"}]}
+}
+DONE_JOB = {"status": {"succeeded": 1, "conditions": [{"type": "Complete", "status": "True"}]}}
+
+
+def test_compression_failure_quotes_the_jobs_own_line() -> None:
+    line = "InvalidRecipe: group size 128 does not divide the model's hidden_size 576"
+    obs = compression_observation(FAILED_JOB, [pod(line, exit_code=1)])
+    assert (obs.state, obs.message) == (JobState.FAILED, line)
+    assert compression_observation(None, []).state is JobState.ABSENT
+    assert compression_observation({"status": {"active": 1}}, []).state is JobState.RUNNING
+    assert "BackoffLimitExceeded" in compression_observation(FAILED_JOB, []).message
+
+
+def test_evaluation_verdict_is_read_from_the_termination_json() -> None:
+    verdict = {"eligible": False, "recovery": 0.12, "agreement": 0.1, "threshold": 0.9,
+               "reasons": ["recovery 0.120 < threshold 0.9"]}  # fmt: skip
+    obs = evaluation_observation(DONE_JOB, [pod(json.dumps(verdict))])
+    assert (obs.state, obs.eligible, obs.recovery) == (JobState.SUCCEEDED, False, 0.12)
+    unreadable = evaluation_observation(DONE_JOB, [pod("not json")])
+    assert unreadable.state is JobState.FAILED, "a verdict that cannot be read never passes"
+    spec = RolloutSpec(target_variant="w8a8", needs_compression=True, quality_gate=True)
+    result = step(new_state("base"), Observation(compression=compression_observation(DONE_JOB, []), evaluation=obs),
+                  spec, 0.0)  # fmt: skip
+    assert result.state.phase is Phase.FAILED
+    assert "recovery 0.12" in result.state.message
+
+
+def test_crash_looping_and_ready_pods() -> None:
+    looping = pod("CUDA error: out of memory", exit_code=1, restarts=4, waiting="CrashLoopBackOff")
+    ready, crash, why = canary_status([looping, pod(ready=True)])
+    assert (ready, crash) == (True, True)
+    assert "restarted 4 times" in why and "out of memory" in why
+    assert canary_status([pod(ready=True)]) == (True, False, "")
+    assert canary_status([]) == (False, False, "")
