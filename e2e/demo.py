@@ -177,10 +177,10 @@ def up(cluster: LocalCluster) -> str:
     model_dir = engine_env.smollm2_dir()
     if not model_dir.is_dir():
         raise DemoError(f"the SmolLM2 folder {model_dir} is missing; run `python -m e2e.setup engine`")
-    say("installing the chart (operator + gateway) ...")
-    install_chart(cluster)
     cluster.kubectl("create", "namespace", NAMESPACE, check=False)
     cluster.kubectl("apply", "-f", "-", input=model_volume_manifests(model_dir))
+    say("installing the chart (operator + gateway) ...")
+    install_chart(cluster)
     cluster.kubectl("apply", "-n", NAMESPACE, "-f", str(ROOT / "examples" / "smollm2-chat.yaml"))
     say("applied examples/smollm2-chat.yaml; vLLM loads the model (about 2 minutes on 2 cores) ...")
     wait_ready(cluster)

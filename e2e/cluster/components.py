@@ -7,6 +7,7 @@ server with its own client certificate; the API server authorizes with Node,RBAC
 from __future__ import annotations
 
 import functools
+import ipaddress
 import subprocess
 import sys
 from pathlib import Path
@@ -207,15 +208,26 @@ def kwok_argv(bins: Binaries, layout: Layout, ports: Ports) -> list[str]:
     ]
 
 
-# Process-backed nodes (the pod runner is e2e.cluster.podrunner): name -> (pod CIDR, GPUs, GPU product).
-PROCESS_NODES: dict[str, tuple[str, int, str | None]] = {
-    "proc-gpu-0": ("127.32.0.0/24", 8, "NVIDIA-L4"),
-    "proc-cpu-0": ("127.32.1.0/24", 0, None),
+# Process-backed nodes (the pod runner is e2e.cluster.podrunner): name -> (GPUs, GPU product). Their pod CIDRs
+# depend on the cluster's port base (`process_node_cidr`), so two local clusters on one machine (tests and the
+# demo, say) never hand out the same pod IP: all pods share the host's network.
+PROCESS_NODES: dict[str, tuple[int, str | None]] = {
+    "proc-gpu-0": (8, "NVIDIA-L4"),
+    "proc-cpu-0": (0, None),
 }
+PROCESS_NET = ipaddress.ip_network("127.32.0.0/16")
+PROCESS_CIDR_SLOTS = 100  # 127.32.0.0/24 .. 127.32.199.0/24; 127.32.200+ is left for tests' own runners
 
 
-def podrunner_argv(layout: Layout, node: str) -> list[str]:
-    cidr, gpus, product = PROCESS_NODES[node]
+def process_node_cidr(node: str, port_base: int) -> str:
+    """127.32.X.0/24 with X = 2 * slot + the node's index; the slot follows the port block (6 ports)."""
+    slot = ((port_base - 1024) // 6) % PROCESS_CIDR_SLOTS
+    return f"127.32.{2 * slot + list(PROCESS_NODES).index(node)}.0/24"
+
+
+def podrunner_argv(layout: Layout, node: str, port_base: int) -> list[str]:
+    gpus, product = PROCESS_NODES[node]
+    cidr = process_node_cidr(node, port_base)
     argv = [
         sys.executable,
         "-m",

@@ -188,7 +188,7 @@ class LocalCluster:
             return
         with self._step(f"process-backed nodes Ready ({', '.join(comp.PROCESS_NODES)})"):
             for node in comp.PROCESS_NODES:
-                self._start(f"podrunner-{node}", comp.podrunner_argv(self.layout, node))
+                self._start(f"podrunner-{node}", comp.podrunner_argv(self.layout, node, self.ports.apiserver))
             self.wait_nodes_ready("process", len(comp.PROCESS_NODES), timeout_s=60)
 
     def down(self, *, quiet: bool = False) -> None:

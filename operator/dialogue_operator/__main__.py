@@ -19,14 +19,15 @@ def main() -> None:
     quiet = max(logging.WARNING, level if isinstance(level, int) else 0)
     logging.getLogger("kopf.objects").setLevel(quiet)
     logging.getLogger("aiohttp.access").setLevel(quiet)  # the liveness probe, every 20 s
-    namespaces = Settings.from_env().namespaces
+    settings = Settings.from_env()
+    namespaces = settings.namespaces
     health_port = os.environ.get(ENV_PREFIX + "HEALTH_PORT", "8081")
     asyncio.run(
         kopf.operator(
             clusterwide=not namespaces,
             namespaces=list(namespaces),
             standalone=True,
-            liveness_endpoint=f"http://0.0.0.0:{health_port}/healthz" if health_port != "0" else None,
+            liveness_endpoint=f"http://{settings.bind_address}:{health_port}/healthz" if health_port != "0" else None,
         )
     )
 

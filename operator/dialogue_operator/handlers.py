@@ -45,7 +45,9 @@ async def start_controller(settings: kopf.OperatorSettings, memo: kopf.Memo, **_
     memo.client = client
     memo.controller = controller
     if config.metrics_port:
-        memo.metrics_server = start_http_server(config.metrics_port, registry=controller.metrics.registry)
+        memo.metrics_server = start_http_server(
+            config.metrics_port, addr=config.bind_address, registry=controller.metrics.registry
+        )
     await controller.start()
     logger.info("dialogue-operator started: %d workers, resync every %.0f s", config.workers, config.resync_interval_s)
 

@@ -32,6 +32,9 @@ class Settings:
     workers: int = 4
     namespaces: tuple[str, ...] = ()  # namespaces to watch; empty watches all
     metrics_port: int = 8080
+    # Address the metrics and health endpoints listen on: the pod IP in the chart (pods that share a network, as on
+    # the local cluster's process-backed node, must not all claim 0.0.0.0).
+    bind_address: str = "0.0.0.0"
     autoscale_interval_s: float = 10.0  # 0 turns the autoscaler loop off
     gateway_metrics_urls: tuple[str, ...] = ()  # gateway /metrics pages the autoscaler also scrapes
     # Autoscaling PolicyConfig overrides (windows, step limits): AUTOSCALE_POLICY=stable_window_s=10,...; for
@@ -55,6 +58,7 @@ class Settings:
             workers=int(get("WORKERS") or base.workers),
             namespaces=tuple(n.strip() for n in (get("NAMESPACES") or "").split(",") if n.strip()),
             metrics_port=int(get("METRICS_PORT") or base.metrics_port),
+            bind_address=get("BIND_ADDRESS") or base.bind_address,
             autoscale_interval_s=float(get("AUTOSCALE_INTERVAL_S") or base.autoscale_interval_s),
             gateway_metrics_urls=tuple(u.strip() for u in (get("GATEWAY_METRICS_URLS") or "").split(",") if u.strip()),
             autoscale_policy=_numbers(ENV_PREFIX + "AUTOSCALE_POLICY", get("AUTOSCALE_POLICY") or ""),

@@ -6,7 +6,7 @@ import ipaddress
 
 import pytest
 
-from e2e.cluster.components import PROCESS_NODES
+from e2e.cluster.components import PROCESS_NET, PROCESS_NODES, process_node_cidr
 from e2e.cluster.nodes import MAX_KWOK_NODES, kwok_gpu_node, kwok_node_ip, kwok_pod_cidr
 
 LOOPBACK = ipaddress.ip_network("127.0.0.0/8")
@@ -19,7 +19,7 @@ def test_every_kwok_node_gets_its_own_loopback_pod_cidr_and_address() -> None:
     assert MAX_KWOK_NODES >= 10_000
     assert len(set(cidrs)) == MAX_KWOK_NODES
     assert len(set(ips)) == MAX_KWOK_NODES
-    process_cidrs = [ipaddress.ip_network(cidr) for cidr, _, _ in PROCESS_NODES.values()]
+    process_cidrs = [PROCESS_NET]
     for cidr in cidrs:
         assert cidr.prefixlen == 24
         assert cidr.subnet_of(LOOPBACK)
@@ -41,3 +41,15 @@ def test_products_rotate_so_each_is_on_every_third_node() -> None:
     products = [kwok_gpu_node(i)["metadata"]["labels"]["nvidia.com/gpu.product"] for i in range(6)]
     assert products[:3] == products[3:]
     assert len(set(products)) == 3
+
+
+def test_process_node_cidrs_differ_between_clusters_on_neighbouring_ports() -> None:
+    """Two clusters on one machine (the tests' and the demo's) must not hand out the same pod IPs."""
+    seen: set[str] = set()
+    for port_base in range(6443, 6443 + 6 * 50, 6):
+        cidrs = {process_node_cidr(node, port_base) for node in PROCESS_NODES}
+        assert len(cidrs) == len(PROCESS_NODES)
+        assert all(ipaddress.ip_network(c).subnet_of(PROCESS_NET) for c in cidrs)
+        assert not cidrs & seen
+        seen |= cidrs
+    assert process_node_cidr("proc-cpu-0", 6443) != process_node_cidr("proc-cpu-0", 7443)

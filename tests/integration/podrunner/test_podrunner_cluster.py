@@ -7,6 +7,7 @@ volumes reaching the process, image-table errors, Job completion, termination me
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import os
 import signal
@@ -49,6 +50,10 @@ def get(cluster: LocalCluster, path: str) -> dict[str, Any]:
     except Exception:  # a 404 while an object is created or deleted reads as "not there"
         return {}
     return result
+
+
+def get_node_cidr(cluster: LocalCluster, node: str) -> str:
+    return str(json.loads(cluster.kubectl("get", "node", node, "-o", "json").stdout)["spec"]["podCIDR"])
 
 
 def pod(cluster: LocalCluster, namespace: str, name: str) -> dict[str, Any]:
@@ -112,7 +117,8 @@ spec:
 """,
     )
     ip = wait_for(lambda: pod(cluster, namespace, "web").get("status", {}).get("podIP"), timeout_s=30, what="pod IP")
-    assert ip.startswith("127.32.1.") and ip not in ("127.32.1.0", "127.32.1.1")
+    node_cidr = ipaddress.ip_network(get_node_cidr(cluster, "proc-cpu-0"))
+    assert ipaddress.ip_address(ip) in node_cidr and ip not in (str(node_cidr[0]), str(node_cidr[1]))
     url = f"http://{ip}:8080/"
     first = pod(cluster, namespace, "web")
     assert condition(first, "Ready").get("status") == "False"
