@@ -20,7 +20,9 @@ def stream_chat(
     base_url: str, model: str, messages: list[dict[str, str]], api_key: str | None, timeout_s: float = 300.0
 ) -> Iterator[str]:
     """Yields the content deltas of one streamed chat completion; raises RuntimeError with the server's error."""
-    body = json.dumps({"model": model, "messages": messages, "stream": True, "max_tokens": 256}).encode()
+    body = json.dumps(
+        {"model": model, "messages": messages, "stream": True, "max_tokens": 256, "temperature": 0.2}
+    ).encode()
     request = urllib.request.Request(
         f"{base_url.rstrip('/')}/chat/completions",
         data=body,
