@@ -1,11 +1,10 @@
-"""Helpers of the end-to-end autoscaling test: cluster reads, a timeline of replica counts, the gateway process and a
-bounded closed-loop load through it (loopback only)."""
+"""The autoscaling scenario's parts, shared by its end-to-end test and benchmark: the DialogueModel, cluster reads, a
+timeline of replica counts, gateway gauges and a bounded closed-loop load through the gateway (loopback only)."""
 
 from __future__ import annotations
 
 import asyncio
 import json
-import sys
 import threading
 import time
 import urllib.error
@@ -17,10 +16,48 @@ from typing import Any
 import aiohttp
 
 from e2e.cluster.harness import LocalCluster
-from tests.integration.gateway.conftest import Proc, Procs, free_port, wait_http
-from tests.integration.gateway.test_discovery_cluster import chart_rbac_kubeconfig
 
 STARTED = time.monotonic()
+MODEL = "chat"
+MAX_REPLICAS = 3
+TARGET_IN_FLIGHT = 2
+CLIENTS = 6  # in flight at all times: ceil(6 / 2) = 3 replicas wanted
+SCALE_TO_ZERO_AFTER_S = 30
+MAX_TOKENS = 16  # ~0.8 s per request at 20 tok/s when the replica is not saturated
+# Windows shortened from the defaults (60 s stable, 600 s scale-down stabilization) so the scenario fits in minutes.
+POLICY = "stable_window_s=6,panic_window_s=3,scale_down_stabilization_s=6"
+ANNOTATION = "dialogue.dev/scale-from-zero-requested-at"
+
+
+def dialogue_model() -> dict[str, object]:
+    """A sim-engine model on the process-backed node, autoscaled 0..3 at 2 in flight per replica. Each replica decodes
+    two sequences at 20 tok/s (40 tok/s in all), so six conversations in a closed loop saturate it."""
+    return {
+        "apiVersion": "dialogue.dev/v1alpha1",
+        "kind": "DialogueModel",
+        "metadata": {"name": MODEL},
+        "spec": {
+            "model": {"source": "hf://HuggingFaceTB/SmolLM2-135M-Instruct@main"},
+            "engine": {
+                "kind": "sim",
+                "sim": {"decodeTokensPerSecond": 20, "maxDecodeTokensPerSecond": 40, "maxBatch": 2},
+            },
+            "scheduling": {"nodeSelector": {"dialogue.dev/node-kind": "process"}},
+            "autoscaling": {
+                "minReplicas": 0,
+                "maxReplicas": MAX_REPLICAS,
+                "targetInFlightPerReplica": TARGET_IN_FLIGHT,
+                "scaleToZeroAfterSeconds": SCALE_TO_ZERO_AFTER_S,
+            },
+            "security": {"networkPolicy": False},
+        },
+    }
+
+
+def pods(cluster: LocalCluster, namespace: str) -> list[str]:
+    """The model's pods, terminating ones included."""
+    items = get_json(cluster, "pods", "-n", namespace, "-l", f"dialogue.dev/model={MODEL}").get("items", [])
+    return [p["metadata"]["name"] for p in items]
 
 
 def step(what: str) -> None:
@@ -86,29 +123,18 @@ def model_events(cluster: LocalCluster, namespace: str, model: str) -> list[dict
     return sorted(events, key=lambda e: e.get("lastTimestamp") or e.get("eventTime") or "")
 
 
-def start_gateway(cluster: LocalCluster, namespace: str, procs: Procs, hold_timeout_s: float) -> Proc:
-    """The real gateway, discovering pods in `namespace` with the chart's gateway ServiceAccount and RBAC."""
-    port = free_port("127.0.0.1")
-    kubeconfig = str(chart_rbac_kubeconfig(cluster, namespace, procs.workdir))
-    args = [sys.executable, "-m", "dialogue_runtime.gateway", "--host", "127.0.0.1", "--port", str(port)]
-    args += ["--kubeconfig", kubeconfig, "--namespace", namespace, "--log-level", "WARNING"]
-    args += ["--hold-timeout-s", str(hold_timeout_s)]
-    gateway = procs.spawn(args, f"http://127.0.0.1:{port}", "gateway")
-    wait_http(gateway.url + "/healthz", timeout_s=60, proc=gateway.popen)
-    return gateway
-
-
-def gateway_knows(gateway: Proc, served_name: str) -> bool:
+def gateway_knows(gateway_url: str, served_name: str) -> bool:
+    """Whether the gateway lists `served_name` in /v1/models (it discovered the DialogueModel)."""
     try:
-        with urllib.request.urlopen(gateway.url + "/v1/models", timeout=5) as response:
+        with urllib.request.urlopen(gateway_url + "/v1/models", timeout=5) as response:
             return served_name in {m["id"] for m in json.loads(response.read())["data"]}
     except (urllib.error.URLError, OSError, KeyError, ValueError):
         return False
 
 
-def gateway_gauge(gateway: Proc, name: str, namespace: str, model: str) -> float:
+def gateway_gauge(gateway_url: str, name: str, namespace: str, model: str) -> float:
     """A per-model gauge of the gateway's /metrics (0 when absent)."""
-    with urllib.request.urlopen(gateway.url + "/metrics", timeout=5) as response:
+    with urllib.request.urlopen(gateway_url + "/metrics", timeout=5) as response:
         text = response.read().decode()
     prefix = f"{name}{{"
     total = 0.0
@@ -145,7 +171,7 @@ class Load:
     until `stop()` or `deadline_s`; every request's outcome is kept."""
 
     def __init__(
-        self, gateway: str, served_name: str, clients: int, max_tokens: int, deadline_s: float, once: bool = False
+        self, gateway: str, served_name: str, clients: int, max_tokens: int, deadline_s: float, *, once: bool = False
     ) -> None:
         self.outcomes: list[Outcome] = []
         self.once = once
@@ -183,3 +209,120 @@ class Load:
 def one_request(gateway: str, served_name: str, max_tokens: int, timeout_s: float) -> Load:
     """A single request in the background (a Load of one client that stops after its first request)."""
     return Load(gateway, served_name, 1, max_tokens, deadline_s=timeout_s, once=True)
+
+
+def held_request_answered(cluster: LocalCluster, namespace: str, gateway_url: str, timeline: Timeline) -> float:
+    """Send one request at zero; check it is held (gateway gauge, annotation) until a replica is Ready and answers.
+    Returns the seconds the client waited."""
+    request = one_request(gateway_url, MODEL, MAX_TOKENS, timeout_s=200)
+    deadline = time.monotonic() + 20
+    while gateway_gauge(gateway_url, "dialogue_gateway_held_requests", namespace, MODEL) < 1 and not request.done():
+        if time.monotonic() > deadline:
+            raise AssertionError("the gateway never counted the request at zero as held")
+        time.sleep(0.2)
+    if request.done():
+        raise AssertionError(f"a request at zero was answered without a replica: {request.outcomes}")
+    timeline.wait("a replica scaled from zero", lambda spec, ready, desired, reason: spec >= 1, timeout_s=60)
+    outcomes = request.stop(timeout_s=200)
+    if [o.status for o in outcomes] != [200]:
+        raise AssertionError(f"the held request failed: {outcomes}")
+    annotations = get_json(cluster, "dialoguemodel", MODEL, "-n", namespace)["metadata"].get("annotations") or {}
+    if ANNOTATION not in annotations:
+        raise AssertionError("the gateway did not annotate the DialogueModel while holding")
+    return outcomes[0].seconds
+
+
+@dataclass
+class Numbers:
+    """What the scenario measured (seconds) and every HTTP status it saw."""
+
+    first_from_zero_s: float = 0.0
+    scale_up_s: float = 0.0  # load start -> MAX_REPLICAS Ready
+    requests_under_load: int = 0
+    shrink_to_one_s: float = 0.0  # load end -> one replica
+    to_zero_s: float = 0.0  # load end -> zero replicas
+    second_from_zero_s: float = 0.0
+    statuses: dict[int, int] = field(default_factory=dict)
+
+
+def run_scenario(cluster: LocalCluster, namespace: str, gateway_url: str) -> tuple[Numbers, Timeline]:
+    """With the DialogueModel applied and the gateway and operator running: at zero, a held request scales from zero;
+    CLIENTS conversations grow the replicas to MAX_REPLICAS; idle shrinks them to one, then to zero after the idle
+    period; a request at zero is held and answered again. Raises AssertionError on any deviation or failed request."""
+    numbers = Numbers()
+    statuses: dict[int, int] = {}
+    deadline = time.monotonic() + 60
+    while not gateway_knows(gateway_url, MODEL):
+        if time.monotonic() > deadline:
+            raise AssertionError(f"the gateway never discovered {MODEL}")
+        time.sleep(0.3)
+    timeline = Timeline(cluster, namespace, MODEL)
+    timeline.wait(
+        "the autoscaler's first decision: zero replicas (minReplicas 0, no load)",
+        lambda spec, ready, desired, reason: spec == 0 and desired == 0,
+        timeout_s=90,
+    )
+
+    step("first request at zero: held until a replica is Ready")
+    numbers.first_from_zero_s = held_request_answered(cluster, namespace, gateway_url, timeline)
+    statuses[200] = 1
+    step(f"held request answered after {numbers.first_from_zero_s:.1f} s")
+
+    step(f"load: {CLIENTS} conversations in a closed loop")
+    load = Load(gateway_url, MODEL, CLIENTS, MAX_TOKENS, deadline_s=150)
+    load_started = time.monotonic()
+    grown = timeline.wait(
+        f"{MAX_REPLICAS} Ready replicas under load",
+        lambda spec, ready, desired, reason: spec == MAX_REPLICAS and ready == MAX_REPLICAS,
+        timeout_s=120,
+    )
+    numbers.scale_up_s = grown - load_started
+    time.sleep(3)  # the new replicas serve part of the load
+    outcomes = load.stop()
+    load_stopped = time.monotonic()
+    for o in outcomes:
+        statuses[o.status] = statuses.get(o.status, 0) + 1
+    numbers.requests_under_load = len(outcomes)
+    failed = [o for o in outcomes if o.status != 200]
+    if failed:
+        raise AssertionError(f"{len(failed)} of {len(outcomes)} requests under load failed: {failed[:5]}")
+    if len(outcomes) < 3 * CLIENTS:
+        raise AssertionError(f"only {len(outcomes)} requests were served under load")
+    step(f"{len(outcomes)} requests under load, all 200; 1 -> {MAX_REPLICAS} in {numbers.scale_up_s:.1f} s")
+
+    one = timeline.wait(
+        "the replicas to shrink to one after the load stopped",
+        lambda spec, ready, desired, reason: spec == 1 and desired == 1,
+        timeout_s=90,
+    )
+    numbers.shrink_to_one_s = one - load_stopped
+    step(f"shrunk to one replica {numbers.shrink_to_one_s:.1f} s after the load stopped")
+    zero = timeline.wait(
+        "scale to zero after the idle period",
+        lambda spec, ready, desired, reason: spec == 0 and desired == 0 and reason == "ScaleToZero",
+        timeout_s=SCALE_TO_ZERO_AFTER_S + 90,
+    )
+    numbers.to_zero_s = zero - load_stopped
+    # The last tick that saw a request in flight precedes the last response by up to one tick (1 s plus the tick's
+    # own scrapes and writes, several seconds on a loaded machine); without the idle period the replica would go at
+    # the next stabilization step, ~7 s after the load.
+    if numbers.to_zero_s < SCALE_TO_ZERO_AFTER_S - 8:
+        raise AssertionError(f"scaled to zero {numbers.to_zero_s:.1f} s after the load: before the idle period")
+    step(f"zero replicas {numbers.to_zero_s:.1f} s after the load stopped")
+    wait_gone(cluster, namespace, gateway_url)
+
+    step("a request at zero again")
+    numbers.second_from_zero_s = held_request_answered(cluster, namespace, gateway_url, timeline)
+    statuses[200] += 1
+    step(f"held request answered after {numbers.second_from_zero_s:.1f} s")
+    numbers.statuses = statuses
+    return numbers, timeline
+
+
+def wait_gone(cluster: LocalCluster, namespace: str, gateway_url: str, timeout_s: float = 90) -> None:
+    """Until no pod of the model exists (terminating ones included) and the gateway routes to none."""
+    deadline = time.monotonic() + timeout_s
+    while pods(cluster, namespace) or gateway_gauge(gateway_url, "dialogue_gateway_endpoints", namespace, MODEL) > 0:
+        if time.monotonic() > deadline:
+            raise AssertionError(f"pods left at zero replicas: {pods(cluster, namespace)}")
+        time.sleep(0.5)
