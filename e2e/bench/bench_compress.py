@@ -31,6 +31,7 @@ SCHEMES: list[tuple[str, list[str]]] = [
     ("FP8_DYNAMIC", ["--scheme", "FP8_DYNAMIC"]),
     ("W8A8", ["--scheme", "W8A8"]),
     ("W4A16 g64", ["--scheme", "W4A16", "--group-size", "64"]),
+    ("W4A16_ASYM g64", ["--scheme", "W4A16_ASYM", "--group-size", "64"]),
 ]
 EVAL_ARGS = ["--limit", "16", "--max-new-tokens", "8", "--threshold", "0.9"]
 LOAD_CONCURRENCY = 8

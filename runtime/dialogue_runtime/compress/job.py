@@ -158,7 +158,7 @@ def _finish(
 def parse_args(argv: list[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m dialogue_runtime.compress", description=__doc__)
     parser.add_argument("--base", required=True, type=Path, help="base model folder (safetensors + config.json)")
-    parser.add_argument("--scheme", required=True, help="FP8_DYNAMIC, W8A8 or W4A16")
+    parser.add_argument("--scheme", required=True, help="FP8_DYNAMIC, W8A8, W4A16 or W4A16_ASYM")
     parser.add_argument("--group-size", type=int, default=None, help="weight group size (W4A16; default 128)")
     parser.add_argument("--calibration", default=DEFAULT, help="'default' (shipped) or a .jsonl/.txt path")
     parser.add_argument("--num-calibration-samples", type=int, default=64)

@@ -33,11 +33,11 @@ def build_modifiers(recipe: Recipe) -> list[Any]:
             SmoothQuantModifier(smoothing_strength=recipe.smoothing_strength),
             GPTQModifier(targets="Linear", scheme="W8A8", ignore=IGNORE, dampening_frac=recipe.dampening_frac),
         ]
-    if recipe.scheme is Scheme.W4A16:
+    if recipe.scheme in (Scheme.W4A16, Scheme.W4A16_ASYM):
         weights = {
             "num_bits": 4,
             "type": "int",
-            "symmetric": True,
+            "symmetric": recipe.scheme is Scheme.W4A16,
             "strategy": "group",
             "group_size": recipe.group_size,
             "dynamic": False,

@@ -22,11 +22,14 @@ RECIPE_FORMAT_VERSION = 1
 class Scheme(StrEnum):
     FP8_DYNAMIC = "FP8_DYNAMIC"  # FP8 weights per channel, dynamic per-token FP8 activations; no calibration
     W8A8 = "W8A8"  # INT8 weights (GPTQ) and dynamic per-token INT8 activations, after SmoothQuant
-    W4A16 = "W4A16"  # INT4 weights in groups (GPTQ), 16-bit activations
+    W4A16 = "W4A16"  # INT4 weights in groups (GPTQ), 16-bit activations; symmetric, like llm-compressor's preset
+    # The same with a zero point per group. On SmolLM2 (g64, default calibration, 16 golden dialogues) recovery
+    # was 0.86 against 0.69 for the symmetric preset: small models need the zero point.
+    W4A16_ASYM = "W4A16_ASYM"
 
 
-GROUPED_SCHEMES = frozenset({Scheme.W4A16})
-CALIBRATED_SCHEMES = frozenset({Scheme.W8A8, Scheme.W4A16})
+GROUPED_SCHEMES = frozenset({Scheme.W4A16, Scheme.W4A16_ASYM})
+CALIBRATED_SCHEMES = frozenset({Scheme.W8A8, Scheme.W4A16, Scheme.W4A16_ASYM})
 DEFAULT_GROUP_SIZE = 128
 
 

@@ -34,7 +34,8 @@ def test_w4a16_defaults_to_group_128_and_other_schemes_refuse_a_group_size() -> 
 def test_scheme_names_are_forgiving_but_unknown_ones_list_the_known() -> None:
     assert parse_scheme("w4a16") is Scheme.W4A16
     assert parse_scheme("fp8-dynamic") is Scheme.FP8_DYNAMIC
-    with pytest.raises(RecipeError, match="known: FP8_DYNAMIC, W8A8, W4A16"):
+    assert parse_scheme("w4a16-asym") is Scheme.W4A16_ASYM
+    with pytest.raises(RecipeError, match="known: FP8_DYNAMIC, W8A8, W4A16, W4A16_ASYM"):
         parse_scheme("int3")
 
 
@@ -48,6 +49,8 @@ def test_recipe_id_depends_on_what_changes_the_output_only() -> None:
     fp8 = Recipe(scheme=Scheme.FP8_DYNAMIC)
     assert recipe_id(fp8, None) == recipe_id(Recipe(scheme=Scheme.FP8_DYNAMIC, num_calibration_samples=7), None)
     assert Recipe(scheme=Scheme.W4A16, group_size=64).label() == "w4a16-g64"
+    assert Recipe(scheme=Scheme.W4A16_ASYM, group_size=64).label() == "w4a16-asym-g64"
+    assert recipe_id(Recipe(scheme=Scheme.W4A16_ASYM), "c") != recipe_id(Recipe(scheme=Scheme.W4A16), "c")
     assert fp8.label() == "fp8-dynamic"
 
 
