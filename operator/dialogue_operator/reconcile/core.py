@@ -240,7 +240,9 @@ def transition_events(before: DialogueModelStatus, after: DialogueModelStatus) -
     old, new = before.condition(st.CONDITION_READY), after.condition(st.CONDITION_READY)
     if new is None or (old is not None and (old.status, old.reason) == (new.status, new.reason)):
         return []
-    kind = "Normal" if new.status == "True" or new.reason in {st.REASON_PENDING, st.REASON_MODEL_LOADING} else "Warning"
+    # Waiting for pods and a deliberate scale to zero (the autoscaler's idle timer) are expected, not warnings.
+    expected = {st.REASON_PENDING, st.REASON_MODEL_LOADING, st.REASON_SCALED_TO_ZERO}
+    kind = "Normal" if new.status == "True" or new.reason in expected else "Warning"
     return [EventNote(kind, new.reason, new.message or new.reason)]
 
 

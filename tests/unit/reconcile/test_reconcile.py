@@ -149,6 +149,26 @@ def test_replicas_from_spec_or_autoscaler() -> None:
     assert split_replicas(0, {"base": 100}) == {"base": 0}
 
 
+def test_autoscaler_scale_to_zero_is_a_normal_event() -> None:
+    spec = {
+        "model": {"source": "hf://o/m"},
+        "autoscaling": {"minReplicas": 0, "maxReplicas": 4, "scaleToZeroAfterSeconds": 300},
+    }
+    body = model_body(spec)
+    one = {"autoscaling": {"desiredReplicas": 1}}
+    first = reconcile(_with_status(body, one), Observed(), SETTINGS, NOW)
+    serving = reconcile(
+        _with_status(body, {**first.status, **one}),
+        _observed_after_apply(first.desired, (_pod("chat-base-1", phase="Running", ready=True),)),
+        SETTINGS,
+        NOW + timedelta(seconds=5),
+    )
+    assert [(e.type, e.reason) for e in serving.events] == [("Normal", "Available")]
+    idle = {**serving.status, "autoscaling": {"desiredReplicas": 0}}
+    zero = reconcile(_with_status(body, idle), _observed_after_apply(serving.desired), SETTINGS, NOW + timedelta(600))
+    assert [(e.type, e.reason) for e in zero.events] == [("Normal", "ScaledToZero")]
+
+
 def test_rollout_target_is_warmed_and_weights_survive_in_status() -> None:
     spec = {
         "model": {"source": "hf://o/m"},
