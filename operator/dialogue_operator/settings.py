@@ -17,8 +17,11 @@ class Settings:
 
     runtime_image: str = f"{contract.IMAGE_RUNTIME}:{contract.IMAGE_TAG}"
     cluster_domain: str = "cluster.local"
-    # Startup probe budget: large models load for tens of minutes; failureThreshold x period covers it.
+    # Startup probe budget: large models load for tens of minutes; failureThreshold x period covers it. The
+    # startup probe polls every 2 s so a pod that loads fast (a sim engine: ~1 s) is Ready at once, not 10 s later
+    # (it matters for scale from zero); liveness keeps the 10 s period.
     startup_budget_s: int = 1800
+    startup_probe_period_s: int = 2
     probe_period_s: int = 10
     termination_grace_s: int = 60
     # Who may reach runtime pods when spec.security.networkPolicy is on (any namespace).

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import json
+import math
 from typing import Any
 
 from dialogue_runtime import contract
@@ -131,7 +132,9 @@ def build_deployment(model: ModelObject, variant: str, settings: Settings, repli
         "ports": [{"name": contract.ENGINE_PORT_NAME, "containerPort": contract.ENGINE_PORT, "protocol": "TCP"}],
         "resources": _resources(model),
         "startupProbe": _probe(
-            settings, max(1, settings.startup_budget_s // settings.probe_period_s), settings.probe_period_s
+            settings,
+            max(1, math.ceil(settings.startup_budget_s / settings.startup_probe_period_s)),
+            settings.startup_probe_period_s,
         ),
         "readinessProbe": _probe(settings, 3, 5),
         "livenessProbe": _probe(settings, 6, settings.probe_period_s),

@@ -126,6 +126,7 @@ def test_runtime_pod_contract(chat: ModelObject) -> None:
     assert container["terminationMessagePolicy"] == "FallbackToLogsOnError"
     startup = container["startupProbe"]
     assert startup["failureThreshold"] * startup["periodSeconds"] >= 1800
+    assert startup["periodSeconds"] == 2  # a pod that loads in a second is Ready within ~2 s, not 10
     assert startup["httpGet"] == {"path": "/health", "port": "http"}
     sc = container["securityContext"]
     assert sc["readOnlyRootFilesystem"] and sc["runAsNonRoot"] and sc["capabilities"] == {"drop": ["ALL"]}
