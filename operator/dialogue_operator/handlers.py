@@ -16,6 +16,7 @@ from dialogue_operator.k8s.api import KubeApi, connect
 from dialogue_operator.k8s.autoscaler import AutoscalerShell
 from dialogue_operator.k8s.controller import Controller
 from dialogue_operator.k8s.metrics_fetch import aiohttp_fetch
+from dialogue_operator.k8s.rollout import RolloutShell
 from dialogue_operator.settings import Settings
 
 logger = logging.getLogger(__name__)
@@ -41,7 +42,8 @@ async def start_controller(settings: kopf.OperatorSettings, memo: kopf.Memo, **_
         gateway_urls=config.gateway_metrics_urls,
         policy_overrides=dict(config.autoscale_policy),
     )
-    controller = Controller(api, config, autoscaler=autoscaler)
+    rollout = RolloutShell(api, aiohttp_fetch(memo.http), gateway_urls=config.gateway_metrics_urls)
+    controller = Controller(api, config, autoscaler=autoscaler, rollout=rollout)
     memo.client = client
     memo.controller = controller
     if config.metrics_port:

@@ -39,6 +39,7 @@ class Settings:
     # the local cluster's process-backed node, must not all claim 0.0.0.0).
     bind_address: str = "0.0.0.0"
     autoscale_interval_s: float = 10.0  # 0 turns the autoscaler loop off
+    rollout_interval_s: float = 5.0  # rollout ticks (Jobs, canary, analysis); 0 turns the rollout loop off
     gateway_metrics_urls: tuple[str, ...] = ()  # gateway /metrics pages the autoscaler also scrapes
     # Autoscaling PolicyConfig overrides (windows, step limits): AUTOSCALE_POLICY=stable_window_s=10,...; for
     # experiments and end-to-end tests that cannot wait the default 10-minute scale-down window.
@@ -63,6 +64,7 @@ class Settings:
             metrics_port=int(get("METRICS_PORT") or base.metrics_port),
             bind_address=get("BIND_ADDRESS") or base.bind_address,
             autoscale_interval_s=float(get("AUTOSCALE_INTERVAL_S") or base.autoscale_interval_s),
+            rollout_interval_s=float(get("ROLLOUT_INTERVAL_S") or base.rollout_interval_s),
             gateway_metrics_urls=tuple(u.strip() for u in (get("GATEWAY_METRICS_URLS") or "").split(",") if u.strip()),
             autoscale_policy=_numbers(ENV_PREFIX + "AUTOSCALE_POLICY", get("AUTOSCALE_POLICY") or ""),
         )

@@ -92,9 +92,10 @@ class KubeApi:
         data: dict[str, Any] = await resp.json()
         return data
 
-    async def apply(self, obj: dict[str, Any]) -> dict[str, Any]:
-        """Server-side apply `obj` under the operator's field manager, taking ownership of conflicting fields."""
-        resource = CHILD_RESOURCES[obj["kind"]]
+    async def apply(self, obj: dict[str, Any], resource: Resource | None = None) -> dict[str, Any]:
+        """Server-side apply `obj` (a child kind, else `resource`) under the operator's field manager, taking
+        ownership of conflicting fields."""
+        resource = resource or CHILD_RESOURCES[obj["kind"]]
         meta = obj["metadata"]
         return await self._json(
             "PATCH",

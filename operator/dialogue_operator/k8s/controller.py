@@ -15,6 +15,7 @@ from dialogue_operator.k8s.api import KubeApi, KubeError
 from dialogue_operator.k8s.autoscaler import AutoscalerShell
 from dialogue_operator.k8s.informer import Informer, InformerGroup, ModelKey, pod_summary
 from dialogue_operator.k8s.resources import CHILD_RESOURCES, POD
+from dialogue_operator.k8s.rollout import RolloutShell
 from dialogue_operator.metrics import OperatorMetrics
 from dialogue_operator.reconcile import InvalidSpec, ModelObject, Observed, reconcile
 from dialogue_operator.reconcile.core import invalid_status, status_dict
@@ -49,12 +50,15 @@ class Controller:
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         weights: WeightsProvider | None = None,
         autoscaler: AutoscalerShell | None = None,
+        *,
+        rollout: RolloutShell | None = None,
     ) -> None:
         self.api = api
         self.settings = settings
         self._clock = clock
         self._weights = weights
         self._autoscaler = autoscaler
+        self._rollout = rollout
         self.models: dict[ModelKey, dict[str, Any]] = {}
         self.queue: WorkQueue[ModelKey] = WorkQueue()
         scopes: tuple[str | None, ...] = settings.namespaces or (None,)
@@ -76,6 +80,8 @@ class Controller:
             self.models.pop(key, None)
             if self._autoscaler is not None:
                 self._autoscaler.forget(*key)
+            if self._rollout is not None:
+                self._rollout.forget(*key)
             return
         if _newer(body, self.models.get(key)):
             self.models[key] = body
@@ -105,6 +111,8 @@ class Controller:
         self._tasks.append(asyncio.create_task(self._resync(), name="resync"))
         if self._autoscaler is not None and self.settings.autoscale_interval_s > 0:
             self._tasks.append(asyncio.create_task(self._autoscale(self._autoscaler), name="autoscaler"))
+        if self._rollout is not None and self.settings.rollout_interval_s > 0:
+            self._tasks.append(asyncio.create_task(self._roll_out(self._rollout), name="rollout"))
 
     async def stop(self) -> None:
         """Cancel every task the controller started."""
@@ -138,6 +146,20 @@ class Controller:
             await asyncio.sleep(self.settings.autoscale_interval_s)
             bodies = [b for b in self.models.values() if ((b.get("spec") or {}).get("autoscaling") or {})]
             await asyncio.gather(*(tick(b) for b in bodies))
+
+    async def _roll_out(self, shell: RolloutShell) -> None:
+        """Every interval, one rollout tick per model with a rollout (it writes status.rollout; the model's watch
+        event then brings the new weights to the reconcile, which creates or removes the variants' Deployments)."""
+        while True:
+            await asyncio.sleep(self.settings.rollout_interval_s)
+            for body in [b for b in self.models.values() if shell.wanted(b)]:
+                if (body.get("metadata") or {}).get("deletionTimestamp"):
+                    continue
+                try:
+                    await shell.tick(body, time.time())
+                except Exception:  # one model's failed tick must not stop the loop for the others
+                    meta = body.get("metadata") or {}
+                    logger.exception("rollout tick of %s/%s failed", meta.get("namespace"), meta.get("name"))
 
     async def _worker(self) -> None:
         while True:

@@ -1,0 +1,314 @@
+"""Progressive rollout on the local cluster: sim engines on the process-backed node, the real operator (chart
+ServiceAccount, 1 s rollout tick) and, for the analysis, the real gateway (chart RBAC) under a steady streamed load.
+
+- An online-quantized variant (no compression Job) is rolled out 50 % -> 100 %: the canary Deployment appears,
+  `status.rollout` and `status.variants[].weight` step up, the gateway's per-variant metrics pass the analysis,
+  and the variant is promoted (the base Deployment goes); no request fails during the whole rollout.
+- A canary whose engine keeps dying (its process is killed, as the OOM killer would) is rolled back: phase
+  RolledBack, reason CanaryCrashLooping, its Deployment removed, while the base keeps its Ready replica.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import sys
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+import yaml
+
+from e2e.cluster.harness import LocalCluster
+from tests.integration.gateway.conftest import Proc, Procs, free_port, wait_http
+from tests.integration.gateway.test_discovery_cluster import chart_rbac_kubeconfig
+from tests.integration.operator.conftest import (  # noqa: F401  (fixtures used by this module)
+    OperatorProcess,
+    Release,
+    chart_release,
+    get_json,
+    start_operator,
+    wait_for,
+)
+
+pytestmark = [pytest.mark.cluster, pytest.mark.timeout(240)]
+
+MODEL = "chat"
+STARTED = time.monotonic()
+
+
+def step(what: str) -> None:
+    print(f"[{time.monotonic() - STARTED:7.1f} s] {what}", flush=True)
+
+
+def dialogue_model(rollout: dict[str, Any]) -> dict[str, Any]:
+    """A fast sim engine on the process-backed node, one replica, an fp8 (online quantization) variant."""
+    return {
+        "apiVersion": "dialogue.dev/v1alpha1",
+        "kind": "DialogueModel",
+        "metadata": {"name": MODEL},
+        "spec": {
+            "model": {"source": "hf://HuggingFaceTB/SmolLM2-135M-Instruct@main"},
+            "engine": {"kind": "sim", "sim": {"decodeTokensPerSecond": 200, "maxDecodeTokensPerSecond": 2000}},
+            "scheduling": {"nodeSelector": {"dialogue.dev/node-kind": "process"}},
+            "replicas": 1,
+            "variants": [{"name": "fp8", "quantization": "fp8"}],
+            "rollout": {"targetVariant": "fp8", **rollout},
+            "security": {"networkPolicy": False},
+        },
+    }
+
+
+def model(cluster: LocalCluster, namespace: str) -> dict[str, Any]:
+    return get_json(cluster, "dm", MODEL, "-n", namespace)
+
+
+def deployments(cluster: LocalCluster, namespace: str) -> dict[str, dict[str, Any]]:
+    items = get_json(cluster, "deployments", "-n", namespace, "-l", f"dialogue.dev/model={MODEL}").get("items", [])
+    return {d["metadata"]["labels"]["dialogue.dev/variant"]: d for d in items}
+
+
+def events(cluster: LocalCluster, namespace: str) -> list[dict[str, Any]]:
+    items = get_json(cluster, "events", "-n", namespace, "--field-selector", f"involvedObject.name={MODEL}")
+    found = [e for e in items.get("items", []) if (e.get("involvedObject") or {}).get("kind") == "DialogueModel"]
+    return sorted(found, key=lambda e: e.get("lastTimestamp") or "")
+
+
+class Watcher:
+    """Polls the DialogueModel in a thread and keeps every distinct (phase, rollout weights, variant weights)."""
+
+    def __init__(self, cluster: LocalCluster, namespace: str) -> None:
+        self.seen: list[tuple[str, dict[str, int], dict[str, int]]] = []
+        self._stop = threading.Event()
+        self._args = (cluster, namespace)
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            status = model(*self._args).get("status") or {}
+            rollout = status.get("rollout") or {}
+            sample = (
+                str(rollout.get("phase", "")),
+                dict(rollout.get("weights") or {}),
+                {v["name"]: v.get("weight", 0) for v in status.get("variants") or []},
+            )
+            if not self.seen or self.seen[-1] != sample:
+                self.seen.append(sample)
+                step(f"phase {sample[0] or '-'}, rollout weights {sample[1]}, status.variants weights {sample[2]}")
+            time.sleep(0.3)
+
+    def stop(self) -> list[tuple[str, dict[str, int], dict[str, int]]]:
+        self._stop.set()
+        self._thread.join(10)
+        return self.seen
+
+
+class StreamLoad:
+    """Closed-loop streamed chats through the gateway (TTFT is measured on streams) until stopped."""
+
+    def __init__(self, gateway: str, clients: int) -> None:
+        self.statuses: list[int] = []
+        self._stop = threading.Event()
+        self._gateway = gateway
+        self._clients = clients
+        self._thread = threading.Thread(target=lambda: asyncio.run(self._run()), daemon=True)
+        self._thread.start()
+
+    async def _one(self, session: aiohttp.ClientSession, conv: str) -> int:
+        body = {"model": MODEL, "stream": True, "max_tokens": 8, "messages": [{"role": "user", "content": conv}]}
+        try:
+            async with session.post(f"{self._gateway}/v1/chat/completions", json=body) as resp:
+                await resp.read()
+                return resp.status
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            step(f"request {conv} failed without a response: {type(exc).__name__}: {exc}")
+            return 0
+
+    async def _run(self) -> None:
+        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=120)) as session:
+
+            async def client(i: int) -> None:
+                n = 0
+                while not self._stop.is_set():
+                    self.statuses.append(await self._one(session, f"hello {i}-{n}"))
+                    n += 1
+                    await asyncio.sleep(0.05)
+
+            await asyncio.gather(*(client(i) for i in range(self._clients)))
+
+    def stop(self) -> list[int]:
+        self._stop.set()
+        self._thread.join(150)
+        assert not self._thread.is_alive(), "the load's requests did not finish"
+        return self.statuses
+
+
+def start_gateway(cluster: LocalCluster, namespace: str, procs: Procs) -> Proc:
+    """The real gateway, discovering pods in `namespace` with the chart's gateway ServiceAccount and RBAC."""
+    port = free_port("127.0.0.1")
+    kubeconfig = str(chart_rbac_kubeconfig(cluster, namespace, procs.workdir))
+    args = [sys.executable, "-m", "dialogue_runtime.gateway", "--host", "127.0.0.1", "--port", str(port)]
+    args += ["--kubeconfig", kubeconfig, "--namespace", namespace, "--log-level", "WARNING"]
+    gateway = procs.spawn(args, f"http://127.0.0.1:{port}", "gateway")
+    wait_http(gateway.url + "/healthz", timeout_s=60, proc=gateway.popen)
+    return gateway
+
+
+def phase(cluster: LocalCluster, namespace: str, wanted: str) -> dict[str, Any] | None:
+    dm = model(cluster, namespace)
+    return dm if ((dm.get("status") or {}).get("rollout") or {}).get("phase") == wanted else None
+
+
+def test_online_quantized_variant_steps_up_and_is_promoted_without_a_failed_request(
+    cluster: LocalCluster,
+    namespace: str,
+    start_operator: Callable[[list[str]], OperatorProcess],  # noqa: F811
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+) -> None:
+    procs = Procs(tmp_path)
+    watcher: Watcher | None = None
+    load: StreamLoad | None = None
+    try:
+        rollout = {
+            "steps": [50, 100],
+            "stepDurationSeconds": 4,
+            "analysis": {"minSamples": 5, "maxErrorRate": 0.05, "maxTtftP95Ratio": 20},
+        }
+        gateway = start_gateway(cluster, namespace, procs)
+        step("applying the DialogueModel (sim, base + fp8, rollout 50 -> 100) and starting the operator")
+        cluster.kubectl("apply", "-n", namespace, "-f", "-", input=yaml.safe_dump(dialogue_model(rollout)))
+        watcher = Watcher(cluster, namespace)
+        monkeypatch.setenv("DIALOGUE_OPERATOR_ROLLOUT_INTERVAL_S", "1")
+        monkeypatch.setenv("DIALOGUE_OPERATOR_GATEWAY_METRICS_URLS", gateway.url + "/metrics")
+        start_operator([namespace])
+
+        wait_for(lambda: "fp8" in deployments(cluster, namespace), timeout_s=60, what="the canary Deployment")
+        wait_for(
+            lambda: (model(cluster, namespace).get("status") or {}).get("readyReplicas", 0) >= 1,
+            timeout_s=90,
+            what="a Ready replica",
+        )
+        step("a replica is Ready: streaming load through the gateway (4 clients)")
+        load = StreamLoad(gateway.url, clients=4)
+        promoted = wait_for(lambda: phase(cluster, namespace, "Promoted"), timeout_s=150, what="phase Promoted")
+        wait_for(lambda: "base" not in deployments(cluster, namespace), timeout_s=60, what="the base Deployment gone")
+        statuses = load.stop()
+        load = None
+        seen = watcher.stop()
+        watcher = None
+
+        rollout_status = promoted["status"]["rollout"]
+        step(f"promoted; last analysis {rollout_status.get('lastAnalysis')}; {len(statuses)} requests")
+        assert rollout_status["stableVariant"] == "fp8"
+        assert rollout_status["weights"] == {"fp8": 100}, rollout_status
+        assert (rollout_status.get("lastAnalysis") or {}).get("verdict") == "Pass", rollout_status
+        # The weights stepped up in status.rollout and reached status.variants (what the gateway routes by).
+        rollout_steps = [w.get("fp8") for _, w, _ in seen if "fp8" in w]
+        variant_steps = [v.get("fp8") for _, _, v in seen if "fp8" in v]
+        for weights in (rollout_steps, variant_steps):
+            assert [w for w in (0, 50, 100) if w in weights] == [0, 50, 100], seen
+            assert weights == sorted(weights), seen
+        final = model(cluster, namespace)["status"]
+        assert [(v["name"], v["weight"]) for v in final["variants"]] == [("fp8", 100)], final["variants"]
+        assert deployments(cluster, namespace)["fp8"]["status"].get("readyReplicas") == 1
+        reasons = [e["reason"] for e in events(cluster, namespace)]
+        step(f"events: {reasons}")
+        for reason in ("RolloutStarted", "CanaryStarted", "StepStarted", "Promoted"):
+            assert reason in reasons, reasons
+        assert len(statuses) >= 10, f"only {len(statuses)} requests were served during the rollout"
+        assert set(statuses) == {200}, f"failed requests during the rollout: {[s for s in statuses if s != 200]}"
+    finally:
+        if load is not None:
+            load.stop()
+        if watcher is not None:
+            watcher.stop()
+        for proc in procs.started:
+            proc.popen.terminate()
+            proc.popen.wait(timeout=20)
+
+
+def _engine_pids(pod_ip: str) -> list[int]:
+    """The runtime engine processes the pod runner started for the pod with `pod_ip`."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            argv = (entry / "cmdline").read_bytes()
+            environ = (entry / "environ").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if b"dialogue_runtime.engine" in argv and f"POD_IP={pod_ip}".encode() in environ:
+            found.append(int(entry.name))
+    return found
+
+
+def _canary_pod(cluster: LocalCluster, namespace: str) -> dict[str, Any] | None:
+    selector = f"dialogue.dev/model={MODEL},dialogue.dev/variant=fp8"
+    pods = get_json(cluster, "pods", "-n", namespace, "-l", selector).get("items", [])
+    live = [p for p in pods if not p["metadata"].get("deletionTimestamp")]
+    return live[0] if live else None
+
+
+def test_crash_looping_canary_is_rolled_back_and_the_base_keeps_serving(
+    cluster: LocalCluster,
+    namespace: str,
+    start_operator: Callable[[list[str]], OperatorProcess],  # noqa: F811
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    rollout = {"steps": [50, 100], "stepDurationSeconds": 60, "analysis": {"minSamples": 5}}
+    cluster.kubectl("apply", "-n", namespace, "-f", "-", input=yaml.safe_dump(dialogue_model(rollout)))
+    monkeypatch.setenv("DIALOGUE_OPERATOR_ROLLOUT_INTERVAL_S", "1")
+    monkeypatch.delenv("DIALOGUE_OPERATOR_GATEWAY_METRICS_URLS", raising=False)
+    start_operator([namespace])
+
+    def base_ready() -> bool:
+        dep = deployments(cluster, namespace).get("base") or {}
+        return (dep.get("status") or {}).get("readyReplicas") == 1
+
+    wait_for(base_ready, timeout_s=90, what="the base Deployment with its Ready replica")
+    kills = 0
+    deadline = time.monotonic() + 150
+    while phase(cluster, namespace, "RolledBack") is None:
+        assert time.monotonic() < deadline, f"no rollback after {kills} engine kills"
+        pod = _canary_pod(cluster, namespace)
+        ip = ((pod or {}).get("status") or {}).get("podIP")
+        pids = _engine_pids(ip) if ip else []
+        for pid in pids:  # the engine dies as an OOM kill would: exit 137, the pod runner restarts it
+            os.kill(pid, signal.SIGKILL)
+        if pids:
+            kills += 1
+            step(f"killed the canary's engine ({kills}): pids {pids}")
+        time.sleep(0.5)
+
+    rolled_back = model(cluster, namespace)["status"]
+    rollout_status = rolled_back["rollout"]
+    step(f"rolled back after {kills} kills: {rollout_status['reason']}: {rollout_status['message']}")
+    assert rollout_status["reason"] == "CanaryCrashLooping", rollout_status
+    assert "crash-looping" in rollout_status["message"], rollout_status
+    assert rollout_status["weights"] == {"base": 100}, rollout_status
+    wait_for(lambda: "fp8" not in deployments(cluster, namespace), timeout_s=60, what="the canary Deployment gone")
+    assert base_ready(), deployments(cluster, namespace).get("base")
+    final = model(cluster, namespace)["status"]
+    assert [(v["name"], v["weight"]) for v in final["variants"]] == [("base", 100)], final["variants"]
+    assert final["readyReplicas"] == 1, final
+    warnings = [(e["type"], e["reason"]) for e in events(cluster, namespace)]
+    assert ("Warning", "CanaryCrashLooping") in warnings, warnings
+
+
+@pytest.mark.parametrize("verb", ["create", "get", "list", "watch", "patch", "delete"])
+def test_the_operator_service_account_may_manage_jobs(
+    cluster: LocalCluster,
+    chart_release: Release,  # noqa: F811
+    verb: str,
+) -> None:
+    who = f"system:serviceaccount:{chart_release.namespace}:{chart_release.service_account}"
+    proc = cluster.kubectl("auth", "can-i", verb, "jobs.batch", "--as", who, "-n", "default", check=False)
+    assert proc.stdout.strip() == "yes", f"{verb} jobs.batch: {proc.stdout}{proc.stderr}"
