@@ -6,6 +6,7 @@ ServiceAccount, 1 s rollout tick) and, for the analysis, the real gateway (chart
   and the variant is promoted (the base Deployment goes); no request fails during the whole rollout.
 - A canary whose engine keeps dying (its process is killed, as the OOM killer would) is rolled back: phase
   RolledBack, reason CanaryCrashLooping, its Deployment removed, while the base keeps its Ready replica.
+- spec.rollout.paused holds the split, clearing it resumes, spec.rollout.abort sends all traffic back to base.
 """
 
 from __future__ import annotations
@@ -301,6 +302,56 @@ def test_crash_looping_canary_is_rolled_back_and_the_base_keeps_serving(
     assert final["readyReplicas"] == 1, final
     warnings = [(e["type"], e["reason"]) for e in events(cluster, namespace)]
     assert ("Warning", "CanaryCrashLooping") in warnings, warnings
+
+
+def _patch_rollout(cluster: LocalCluster, namespace: str, fields: dict[str, Any]) -> None:
+    patch = yaml.safe_dump({"spec": {"rollout": fields}})
+    cluster.kubectl("patch", "dm", MODEL, "-n", namespace, "--type", "merge", "-p", patch)
+
+
+def _rollout(cluster: LocalCluster, namespace: str) -> dict[str, Any]:
+    return dict((model(cluster, namespace).get("status") or {}).get("rollout") or {})
+
+
+def test_pause_resume_and_abort_through_the_spec(
+    cluster: LocalCluster,
+    namespace: str,
+    start_operator: Callable[[list[str]], OperatorProcess],  # noqa: F811
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    rollout = {"steps": [50, 100], "stepDurationSeconds": 600, "analysis": {"minSamples": 5}}
+    cluster.kubectl("apply", "-n", namespace, "-f", "-", input=yaml.safe_dump(dialogue_model(rollout)))
+    monkeypatch.setenv("DIALOGUE_OPERATOR_ROLLOUT_INTERVAL_S", "1")
+    monkeypatch.delenv("DIALOGUE_OPERATOR_GATEWAY_METRICS_URLS", raising=False)
+    start_operator([namespace])
+
+    at_50 = wait_for(
+        lambda: _rollout(cluster, namespace).get("weights") == {"base": 50, "fp8": 50},
+        timeout_s=90,
+        what="the Ready canary at step 1 (50 %)",
+    )
+    assert at_50
+    step("canary at 50 %: pausing")
+    _patch_rollout(cluster, namespace, {"paused": True})
+    paused = wait_for(lambda: _rollout(cluster, namespace).get("phase") == "Paused", timeout_s=30, what="Paused")
+    assert paused
+    assert _rollout(cluster, namespace)["weights"] == {"base": 50, "fp8": 50}  # paused holds the split
+    step("paused: resuming")
+    _patch_rollout(cluster, namespace, {"paused": False})
+    wait_for(lambda: _rollout(cluster, namespace).get("phase") == "Canary", timeout_s=30, what="Canary again")
+    step("resumed: aborting")
+    _patch_rollout(cluster, namespace, {"abort": True})
+    wait_for(lambda: _rollout(cluster, namespace).get("phase") == "Aborted", timeout_s=30, what="Aborted")
+    aborted = _rollout(cluster, namespace)
+    assert aborted["reason"] == "RolloutAborted" and aborted["weights"] == {"base": 100}, aborted
+    wait_for(lambda: "fp8" not in deployments(cluster, namespace), timeout_s=60, what="the canary Deployment gone")
+    final = model(cluster, namespace)["status"]
+    assert [(v["name"], v["weight"]) for v in final["variants"]] == [("base", 100)], final["variants"]
+    assert final["readyReplicas"] == 1, final
+    reasons = [e["reason"] for e in events(cluster, namespace)]
+    step(f"events: {reasons}")
+    for reason in ("StepStarted", "RolloutPaused", "RolloutResumed", "RolloutAborted"):
+        assert reason in reasons, reasons
 
 
 @pytest.mark.parametrize("verb", ["create", "get", "list", "watch", "patch", "delete"])
