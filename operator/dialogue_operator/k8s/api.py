@@ -108,9 +108,9 @@ class KubeApi:
             error=ApplyError,
         )
 
-    async def delete(self, kind: str, namespace: str, name: str) -> None:
-        """Delete a child; one that is already gone is fine."""
-        resource = CHILD_RESOURCES[kind]
+    async def delete(self, kind: str, namespace: str, name: str, resource: Resource | None = None) -> None:
+        """Delete a child (or an object of `resource`); one that is already gone is fine."""
+        resource = resource or CHILD_RESOURCES[kind]
         try:
             await self._call(
                 "DELETE",

@@ -59,6 +59,7 @@ class RolloutApi(Protocol):
 
     async def list(self, resource: Resource, label_selector: str, namespace: str | None = None) -> dict[str, Any]: ...
     async def apply(self, obj: dict[str, Any], resource: Resource | None = None) -> dict[str, Any]: ...
+    async def delete(self, kind: str, namespace: str, name: str, resource: Resource | None = None) -> None: ...
     async def patch_status(self, namespace: str, name: str, status: dict[str, Any]) -> None: ...
     async def post_event(self, model: dict[str, Any], type_: str, reason: str, message: str) -> None: ...
 
@@ -219,6 +220,12 @@ class RolloutShell:
         selector = ",".join(f"{k}={labels[k]}" for k in (contract.LABEL_MODEL, contract.LABEL_VARIANT))
         found = (await self.api.list(JOB, selector, model.namespace)).get("items") or []
         live = next((j for j in found if (j.get("metadata") or {}).get("name") == name), None)
+        component = labels[contract.LABEL_COMPONENT]
+        for stale in found:  # the same step for an older recipe or base: its Job (and its pods) go
+            meta = stale.get("metadata") or {}
+            if meta.get("name") != name and (meta.get("labels") or {}).get(contract.LABEL_COMPONENT) == component:
+                await self.api.delete(JOB.kind, model.namespace, str(meta["name"]), JOB)
+                log.info("rollout: %s/%s: deleted the stale Job/%s", model.namespace, model.name, meta["name"])
         pods: list[dict[str, Any]] = []
         if live is not None:
             pods = (await self.api.list(POD, f"{JOB_NAME_LABEL}={name}", model.namespace)).get("items") or []

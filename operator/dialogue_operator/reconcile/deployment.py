@@ -66,7 +66,7 @@ def _resources(model: ModelObject) -> dict[str, Any]:
     return {"limits": dict(sorted(limits.items())), "requests": dict(sorted(limits.items()))}
 
 
-def _affinity(model: ModelObject) -> dict[str, Any] | None:
+def gpu_affinity(model: ModelObject) -> dict[str, Any] | None:
     """The user's affinity with the GPU product added to every required node selector term."""
     affinity = copy.deepcopy(model.spec.scheduling.affinity) if model.spec.scheduling.affinity else {}
     product = model.spec.resources.gpu_product
@@ -176,7 +176,7 @@ def build_deployment(model: ModelObject, variant: str, settings: Settings, repli
         "tolerations": tolerations,
         "volumes": _volumes(model, variant, settings),
     }
-    affinity = _affinity(model)
+    affinity = gpu_affinity(model)
     if affinity is not None:
         pod_spec["affinity"] = affinity
     if spec.scheduling.node_selector:

@@ -20,6 +20,7 @@ from typing import Any
 
 from dialogue_runtime import contract
 
+from dialogue_operator.reconcile.deployment import gpu_affinity
 from dialogue_operator.reconcile.engine_config import model_volume, variant_source
 from dialogue_operator.reconcile.labels import common_labels, metadata
 from dialogue_operator.reconcile.model import InvalidSpec, ModelObject
@@ -139,9 +140,18 @@ def _job(  # noqa: PLR0917 - private; both public builders pass every part expli
             "fsGroup": 1000,
             "seccompProfile": {"type": "RuntimeDefault"},
         },
-        "tolerations": [{"key": contract.GPU_TAINT_KEY, "operator": "Exists", "effect": "NoSchedule"}],
+        "tolerations": [
+            {"key": contract.GPU_TAINT_KEY, "operator": "Exists", "effect": "NoSchedule"},
+            *model.spec.scheduling.tolerations,
+        ],
         "volumes": [*(m.volume() for m in mounts), {"name": "tmp", "emptyDir": {}}],
     }
+    # The Jobs run where the model's pods may run (same node labels, taints and GPU product).
+    if model.spec.scheduling.node_selector:
+        pod_spec["nodeSelector"] = dict(sorted(model.spec.scheduling.node_selector.items()))
+    affinity = gpu_affinity(model)
+    if affinity is not None:
+        pod_spec["affinity"] = affinity
     return {
         "apiVersion": "batch/v1",
         "kind": "Job",

@@ -20,6 +20,7 @@ class FakeApi:
         self.applied: list[tuple[str, dict[str, Any]]] = []
         self.patches: list[dict[str, Any]] = []
         self.events: list[tuple[str, str, str]] = []
+        self.deleted: list[str] = []
 
     async def list(self, resource: Resource, label_selector: str, namespace: str | None = None) -> dict[str, Any]:
         wanted = dict(part.split("=", 1) for part in label_selector.split(","))
@@ -35,6 +36,11 @@ class FakeApi:
         self.applied.append((resource.plural, obj))
         self.objects[resource.plural].append(json.loads(json.dumps(obj)))
         return obj
+
+    async def delete(self, kind: str, namespace: str, name: str, resource: Resource | None = None) -> None:
+        assert resource is not None
+        self.deleted.append(name)
+        self.objects[resource.plural] = [o for o in self.objects[resource.plural] if o["metadata"]["name"] != name]
 
     async def patch_status(self, namespace: str, name: str, status: dict[str, Any]) -> None:
         self.patches.append(status)
@@ -74,6 +80,7 @@ def body(variant: dict[str, Any], source: str = "pvc://models/smollm2") -> dict[
         "metadata": {"name": "chat", "namespace": "ns", "uid": "u-1", "generation": 1},
         "spec": {
             "model": {"source": source},
+            "scheduling": {"nodeSelector": {"dialogue.dev/node-kind": "process"}},
             "variants": [{"name": "w8a8", **variant}],
             "rollout": {"targetVariant": "w8a8", "steps": [50, 100]},
         },
@@ -105,6 +112,7 @@ def test_compressed_variant_goes_through_its_jobs_then_gets_a_canary_at_weight_z
     ]
     job = api.applied[0][1]
     assert job["metadata"]["ownerReferences"][0]["kind"] == "DialogueModel"
+    assert job["spec"]["template"]["spec"]["nodeSelector"] == {"dialogue.dev/node-kind": "process"}  # where pods run
     assert api.patches[-1]["rollout"]["phase"] == "Compressing"
     assert [e[1] for e in api.events] == ["RolloutStarted", "CompressionStarted"]
 
@@ -162,3 +170,15 @@ def test_published_weights_drop_the_variant_the_machine_removes() -> None:
     result = StepResult(promoted, (Action(kind=ActionKind.REMOVE_VARIANT, variant="base"),), ())
     assert published(result).weights == {"w8a8": 100}
     assert JOB.path("ns") == "/apis/batch/v1/namespaces/ns/jobs"
+
+
+def test_a_changed_recipe_replaces_the_old_compression_job() -> None:
+    api = FakeApi()
+    shell = RolloutShell(api, _no_fetch)
+    asyncio.run(shell.tick(body(W8A8), 100.0))
+    old = api.applied[0][1]["metadata"]["name"]
+    w4 = {"compression": {"scheme": "W4A16", "groupSize": 64}}
+    asyncio.run(shell.tick(body(w4), 101.0))  # a new revision: the rollout restarts with the new recipe's Job
+    names = [o["metadata"]["name"] for o in api.objects["jobs"]]
+    assert api.deleted == [old] and len(names) == 1 and names[0] != old
+    assert ("Normal", "RolloutStarted") in [(t, r) for t, r, _ in api.events[2:]]
