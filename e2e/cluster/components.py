@@ -215,14 +215,14 @@ PROCESS_NODES: dict[str, tuple[int, str | None]] = {
     "proc-gpu-0": (8, "NVIDIA-L4"),
     "proc-cpu-0": (0, None),
 }
-PROCESS_NET = ipaddress.ip_network("127.32.0.0/16")
-PROCESS_CIDR_SLOTS = 100  # 127.32.0.0/24 .. 127.32.199.0/24; 127.32.200+ is left for tests' own runners
+PROCESS_NET = ipaddress.ip_network("127.32.0.0/11")  # 127.32.0.0 - 127.63.255.255: 8192 /24s, clear of KWOK's
+PROCESS_CIDR_PAIRS = 4093  # a prime: port bases collide only when they differ by a multiple of it
 
 
 def process_node_cidr(node: str, port_base: int) -> str:
-    """127.32.X.0/24 with X = 2 * slot + the node's index; the slot follows the port block (6 ports)."""
-    slot = ((port_base - 1024) // 6) % PROCESS_CIDR_SLOTS
-    return f"127.32.{2 * slot + list(PROCESS_NODES).index(node)}.0/24"
+    """The node's /24 inside PROCESS_NET: pair `port_base % 4093`, one /24 per process node in the pair."""
+    index = 2 * (port_base % PROCESS_CIDR_PAIRS) + list(PROCESS_NODES).index(node)
+    return f"{PROCESS_NET.network_address + 256 * index}/24"
 
 
 def podrunner_argv(layout: Layout, node: str, port_base: int) -> list[str]:

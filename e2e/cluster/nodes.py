@@ -2,7 +2,7 @@
 
 KWOK GPU node `kwok-gpu-<i>`: 8 `nvidia.com/gpu`, a GPU product rotating over A100/H100/L4, the GPU taint,
 96 CPUs, 1 TiB memory, 110 pods, an InternalIP and a Hostname address, and a `/24` pod CIDR carved out of
-127.64.0.0/10 (loopback, clear of 127.0.0.0/16 and of the process-backed nodes' 127.32.0.0/16).
+127.64.0.0/10 (loopback, clear of 127.0.0.0/16 and of the process-backed nodes' 127.32.0.0/11).
 """
 
 from __future__ import annotations

@@ -46,7 +46,7 @@ def test_products_rotate_so_each_is_on_every_third_node() -> None:
 def test_process_node_cidrs_differ_between_clusters_on_neighbouring_ports() -> None:
     """Two clusters on one machine (the tests' and the demo's) must not hand out the same pod IPs."""
     seen: set[str] = set()
-    for port_base in range(6443, 6443 + 6 * 50, 6):
+    for port_base in [6443, 7443, 9443, 17443, *range(20000, 20000 + 6 * 50, 6)]:
         cidrs = {process_node_cidr(node, port_base) for node in PROCESS_NODES}
         assert len(cidrs) == len(PROCESS_NODES)
         assert all(ipaddress.ip_network(c).subnet_of(PROCESS_NET) for c in cidrs)

@@ -18,7 +18,7 @@ from e2e.cluster.harness import LocalCluster
 pytestmark = pytest.mark.cluster
 
 ROOT = Path(__file__).resolve().parents[3]
-CIDR = "127.32.200.0/24"  # outside every node the cluster starts
+CIDR = "127.15.200.0/24"  # outside every node the cluster starts
 
 
 def marked(marker: str) -> list[int]:
