@@ -38,6 +38,15 @@ def _verdict(results: list[SimResult]) -> str:
     )
 
 
+def _versus_flat(results: list[SimResult]) -> str:
+    ours, flat = results[0], results[1]
+    return (
+        f"Decaying peak vs the flat 600 s window: {ours.minutes_in_slo} vs {flat.minutes_in_slo} minutes in SLO, "
+        f"{ours.replica_hours:.2f} vs {flat.replica_hours:.2f} replica-hours, {ours.scale_events} vs "
+        f"{flat.scale_events} scale events."
+    )
+
+
 def _robustness(traces: dict[str, list[TraceRequest]], capacities: dict[str, Capacity]) -> list[str]:
     names = [p.name for p in policies(SETUP, 1.0, [1])]
     out = [
@@ -88,7 +97,10 @@ def run() -> str:
         f"`targetRequests`). HPA/KEDA uses vLLM production-stack's `num_requests_waiting` threshold of "
         f"{SETUP.hpa_waiting_threshold:g} per pod. The oracle provisions each minute's need (busiest 20 s of the "
         "minute / the sustained rate) one cold start ahead. Ours runs with its defaults "
-        "(`PolicyConfig`) and a TTFT guard at 0.8x the SLO.",
+        "(`PolicyConfig`) and a TTFT guard at 0.8x the SLO: it scales down only to a decaying peak of its recent "
+        "recommendations (each counts in full for 6 min, then for a share falling to half at 10 min). The rows "
+        "'ours, flat 600 s down-window' (the previous default: the highest recommendation of the last 10 min) "
+        "and 'ours, flat 180 s' are the same policy with flat windows, measured in the same run.",
     ]
     traces = {name: load_trace(azure_trace_path(name)) for name in ("conv", "code")}
     capacities = {
@@ -114,15 +126,21 @@ def run() -> str:
                 "",
                 _verdict(results),
                 f"Minutes out of SLO (ours): {list(results[0].violated_minutes) or 'none'}; "
-                f"oracle: {list(oracle.violated_minutes) or 'none'}.",
+                f"oracle: {list(oracle.violated_minutes) or 'none'}. {_versus_flat(results)}",
             ]
     out += _robustness(traces, capacities)
     out += [
         "",
         "Reading: a reactive policy cannot meet a burst that arrives after an empty minute (code trace, "
-        "minute 3: 0 -> ~530 requests) while its replicas cold-start; the oracle can, so >= 99 % of minutes "
-        "on the code trace is out of reach for any reactive policy here. The peers spend fewer replica-hours "
-        "only by missing the SLO in 5-80 % of minutes. The 180 s row shows the trade-off behind ours' "
-        f"10-minute scale-down window. Whole run: {time.monotonic() - started:.0f} s.",
+        "minute 3: 0 -> ~530 requests, ~29 replicas needed, ~6 on hand) while its replicas cold-start; the "
+        "oracle can. The code trace has 46 minutes with requests, so >= 99 % means all 46: out of reach for "
+        "any reactive policy here, and the oracle itself misses one (minute 51: ~100 requests after three "
+        "empty minutes; its plan is sized on the busiest 20 s at the steady-state rate). On the cost goal: "
+        "bursts recur every 3-5 minutes and need 20-40 replicas each, so a policy that gives capacity back "
+        "quickly (the flat 180 s row) loses many SLO minutes to cold starts, and one that keeps the peak "
+        "(the flat 600 s row) pays for it; the decaying peak sits between and is cheaper than the flat 600 s "
+        "window (see the line under each table), but not within 1.15x of the oracle, which knows when the "
+        "next burst comes. The peers spend fewer replica-hours on the code trace only by missing the SLO in "
+        f"half or more of its minutes. Whole run: {time.monotonic() - started:.0f} s.",
     ]
     return "\n".join(out)

@@ -28,7 +28,8 @@ class Setup:
 
 
 def policies(setup: Setup, target_in_flight: float, need: list[int]) -> list[SimPolicy]:
-    """Ours (and ours with a 180 s scale-down window, to show the trade-off), KubeAI, HPA/KEDA, the oracle."""
+    """Ours, ours with flat scale-down windows (the former 600 s one and a short 180 s one, to show the
+    trade-off of the decaying peak), KubeAI, HPA/KEDA, the oracle."""
     ours = PolicyConfig(
         min_replicas=1,
         max_replicas=setup.max_replicas,
@@ -37,7 +38,10 @@ def policies(setup: Setup, target_in_flight: float, need: list[int]) -> list[Sim
     )
     return [
         OursPolicy(ours),
-        OursPolicy(replace(ours, scale_down_stabilization_s=180.0), name="ours, 180 s down-window"),
+        OursPolicy(replace(ours, scale_down_floor_ratio=1.0), name="ours, flat 600 s down-window"),
+        OursPolicy(
+            replace(ours, scale_down_stabilization_s=180.0, scale_down_floor_ratio=1.0), name="ours, flat 180 s"
+        ),
         KubeAIPolicy(1, setup.max_replicas, target_requests=target_in_flight),
         HpaKedaPolicy(1, setup.max_replicas, waiting_threshold=setup.hpa_waiting_threshold),
         OraclePolicy(need, cold_start_s=setup.cold_start_s),

@@ -15,6 +15,7 @@ class Reason:
 
     SCALE_FROM_ZERO = "ScaleFromZero"
     SCALE_TO_ZERO = "ScaleToZero"
+    AWAITING_SCALE_TO_ZERO = "AwaitingScaleToZero"
     IDLE = "Idle"
     LOAD_ABOVE_TARGET = "LoadAboveTarget"
     LOAD_BELOW_TARGET = "LoadBelowTarget"
@@ -32,6 +33,10 @@ class Reason:
     PARTIAL_METRICS = "PartialMetrics"
 
 
+# Seconds left before an idle model at one replica scales to zero (set with Reason.AWAITING_SCALE_TO_ZERO).
+SIGNAL_SCALE_TO_ZERO_IN_S = "scaleToZeroInSeconds"
+
+
 @dataclass(frozen=True)
 class Decision:
     """What to do now and why; `new_state` must be passed to the next call (and persisted in status)."""
@@ -45,6 +50,20 @@ class Decision:
 
 def _mean(values: list[float]) -> float:
     return sum(values) / len(values) if values else 0.0
+
+
+def _kept(replicas: int, age_s: float, config: PolicyConfig) -> int:
+    """What a past recommendation still holds up: all of it for `scale_down_hold_s`, then a share decaying
+    linearly, in steps of `scale_down_decay_step_s`, to `scale_down_floor_ratio` at the end of the stabilization
+    window (a decaying peak; the steps keep it from removing a replica at every tick)."""
+    hold_s = min(config.scale_down_hold_s, config.scale_down_stabilization_s)
+    span_s = config.scale_down_stabilization_s - hold_s
+    if age_s <= hold_s or span_s <= 0:
+        return replicas
+    step_s = config.scale_down_decay_step_s
+    decayed_s = math.floor((age_s - hold_s) / step_s) * step_s if step_s > 0 else age_s - hold_s
+    share = 1.0 - (1.0 - config.scale_down_floor_ratio) * min(1.0, decayed_s / span_s)
+    return math.ceil(replicas * share - 1e-9)
 
 
 def decide(state: PolicyState | None, obs: Observation, now_s: float, config: PolicyConfig) -> Decision:
@@ -145,10 +164,10 @@ def decide(state: PolicyState | None, obs: Observation, now_s: float, config: Po
 
     # 4. Stabilize: up at once, down only to the highest recommendation of the window. A fresh state (first
     # decision, or a status that lost the window) counts as having recommended the current size just now.
-    history = [r for t, r in state.recommendations if t > now_s - config.scale_down_stabilization_s]
+    history = [(t, r) for t, r in state.recommendations if t > now_s - config.scale_down_stabilization_s]
     if not state.recommendations:
-        history.append(current)
-    window_max = max([*history, rec])
+        history.append((now_s, current))
+    window_max = max([rec, *(_kept(r, now_s - t, config) for t, r in history)])
     if rec > current:
         desired, reason = rec, driver
     elif rec == current:
@@ -180,18 +199,20 @@ def decide(state: PolicyState | None, obs: Observation, now_s: float, config: Po
     # 6. Zero and bounds.
     idle_s = now_s - last_active_s
     gateway_idle = obs.gateway_in_flight in (None, 0)
-    if (
-        config.min_replicas == 0
-        and config.scale_to_zero_after_s is not None
-        and not active
-        and gateway_idle
-        and obs.complete
-        and idle_s >= config.scale_to_zero_after_s
-    ):
+    zero_after_s = config.scale_to_zero_after_s
+    may_zero = config.min_replicas == 0 and zero_after_s is not None and not active and gateway_idle and obs.complete
+    if may_zero and zero_after_s is not None and idle_s >= zero_after_s:
         desired, reason = 0, Reason.SCALE_TO_ZERO
-        detail = f"idle for {idle_s:.0f}s >= scaleToZeroAfterSeconds {config.scale_to_zero_after_s:g}"
+        detail = f"idle for {idle_s:.0f}s >= scaleToZeroAfterSeconds {zero_after_s:g}"
     else:
         desired = max(desired, 1)
+        if may_zero and zero_after_s is not None and desired == current == 1:
+            reason = Reason.AWAITING_SCALE_TO_ZERO
+            signals[SIGNAL_SCALE_TO_ZERO_IN_S] = round(max(0.0, zero_after_s - idle_s), 1)
+            detail = (
+                f"idle for {idle_s:.0f}s; scaling to zero in {zero_after_s - idle_s:.0f}s "
+                f"(scaleToZeroAfterSeconds {zero_after_s:g})"
+            )
     if desired > config.max_replicas:
         notes.append(f"wanted {desired}")
         desired, reason = config.max_replicas, Reason.AT_MAX_REPLICAS

@@ -8,10 +8,11 @@ keeps the last scale changes with their reasons for `kubectl get -o yaml` reader
 from __future__ import annotations
 
 import datetime as dt
+import math
 from collections.abc import Mapping
 from typing import Any
 
-from dialogue_operator.autoscale.policy import Decision
+from dialogue_operator.autoscale.policy import SIGNAL_SCALE_TO_ZERO_IN_S, Decision
 from dialogue_operator.autoscale.state import PolicyState
 
 DESIRED_REPLICAS = "desiredReplicas"
@@ -71,10 +72,16 @@ def autoscaling_status(
                 "message": decision.message,
             }
         )
+    message = decision.message
+    zero_in_s = decision.signals.get(SIGNAL_SCALE_TO_ZERO_IN_S)
+    now = _parse_rfc3339(now_rfc3339)
+    if zero_in_s is not None and now is not None:  # the message is refreshed rarely: say when, not only how soon
+        at = now + dt.timedelta(seconds=math.ceil(zero_in_s))
+        message += f", at {at.strftime('%Y-%m-%dT%H:%M:%SZ')}"
     out: dict[str, Any] = {
         DESIRED_REPLICAS: decision.desired_replicas,
         "reason": decision.reason,
-        "message": decision.message,
+        "message": message,
         "signals": dict(decision.signals),
         "state": decision.new_state.to_dict(),
         "recentDecisions": recent[-RECENT_DECISIONS_KEPT:],

@@ -102,6 +102,28 @@ def test_scale_down_waits_for_the_stabilization_window_then_steps_down():
     assert first_down.desired_replicas >= 4  # at most half per decision
 
 
+def test_after_a_burst_capacity_is_given_back_gradually():
+    # Defaults: a recommendation counts in full for 6 minutes, then decays to half at 10 minutes.
+    cfg = PolicyConfig(min_replicas=1, max_replicas=40, target_in_flight_per_replica=10)
+    state: PolicyState | None = None
+    seen: dict[int, int] = {}
+    current = 20
+    for t in range(0, 1200, 10):
+        in_flight = 200 if t == 0 else 2  # a burst, then a trickle
+        d = decide(state, obs(current, in_flight / current), float(t), cfg)
+        state, current = d.new_state, d.desired_replicas
+        seen[t] = current
+    assert all(seen[t] == 20 for t in range(0, 361, 10))  # the burst's capacity is kept for the hold
+    assert 15 <= seen[480] < 20  # then given back a little at a time, not all at once
+    assert 10 <= seen[590] < seen[480]
+    steps_down = [t for t in range(370, 600, 10) if seen[t] < seen[t - 10]]
+    assert 2 <= len(steps_down) <= 4  # in a few steps (one a minute at most), not a replica every tick
+    assert seen[1190] == 1  # and after the window only what the load needs (2 in flight / 10 per replica)
+    flat = PolicyConfig(min_replicas=1, max_replicas=40, target_in_flight_per_replica=10, scale_down_floor_ratio=1.0)
+    d = run(flat, [(0.0, obs(20, 10)), (480.0, obs(20, 0.1))])[-1]
+    assert d.desired_replicas == 20  # a floor ratio of 1 is the flat window (HPA's behaviour)
+
+
 def test_never_below_min_or_above_max():
     cfg = PolicyConfig(min_replicas=3, max_replicas=5, target_in_flight_per_replica=10)
     up = decide(None, obs(5, 40), 0.0, cfg)
@@ -117,6 +139,20 @@ def test_scale_to_zero_only_after_idle_period():
     assert all(d.desired_replicas == 1 for d in ds[:-2])
     assert ds[-1].desired_replicas == 0
     assert ds[-1].reason == Reason.SCALE_TO_ZERO
+    # While the idle timer runs, the reason says so and when it ends (not "load below target, hold 1 -> 1").
+    waiting = ds[10]  # t = 100 s, idle since 0 s
+    assert waiting.reason == Reason.AWAITING_SCALE_TO_ZERO
+    assert "scaling to zero in 200s" in waiting.message
+    assert waiting.signals["scaleToZeroInSeconds"] == 200.0
+    assert all(d.reason == Reason.AWAITING_SCALE_TO_ZERO for d in ds[1:-2])
+
+
+def test_no_awaiting_zero_reason_when_zero_is_not_configured():
+    cfg = PolicyConfig(min_replicas=0, max_replicas=5, target_in_flight_per_replica=10, scale_to_zero_after_s=None)
+    ds = run(cfg, [(float(t), obs(1, 0)) for t in range(0, 200, 10)])
+    assert all(d.reason != Reason.AWAITING_SCALE_TO_ZERO for d in ds)
+    busy = decide(None, obs(1, 3), 0.0, PolicyConfig(min_replicas=0, max_replicas=5, scale_to_zero_after_s=60))
+    assert busy.reason != Reason.AWAITING_SCALE_TO_ZERO
 
 
 def test_min_zero_without_idle_timeout_keeps_one_replica():
@@ -222,6 +258,8 @@ def test_state_stays_bounded():
         ({"min_replicas": 3, "max_replicas": 2}, "max_replicas"),
         ({"max_replicas": 0, "min_replicas": 0}, "max_replicas"),
         ({"target_in_flight_per_replica": 0}, "target_in_flight"),
+        ({"scale_down_floor_ratio": 0}, "scale_down_floor_ratio"),
+        ({"scale_down_hold_s": -1}, "scale_down_hold_s"),
     ],
 )
 def test_impossible_bounds_are_refused(kwargs, match):

@@ -72,3 +72,12 @@ def test_gateway_annotation_newer_than_the_last_scale_asks_for_a_replica():
     assert not scale_from_zero_requested(asked, {"lastScaleTime": "2026-01-01T00:10:01Z"})
     assert not scale_from_zero_requested({}, None)
     assert not scale_from_zero_requested({ANNOTATION_SCALE_FROM_ZERO: "soon"}, None)
+
+
+def test_waiting_for_the_zero_timer_says_when_in_status():
+    cfg = PolicyConfig(min_replicas=0, max_replicas=3, target_in_flight_per_replica=10, scale_to_zero_after_s=300)
+    d1 = decide(None, busy(1, 2), 1000.0, cfg)
+    d2 = decide(d1.new_state, busy(1, 0), 1060.0, cfg)  # idle for 60 s of 300
+    status = autoscaling_status(d2, None, current_replicas=1, now_rfc3339="2026-01-01T00:01:00Z")
+    assert status["reason"] == "AwaitingScaleToZero"
+    assert status["message"].endswith("scaling to zero in 240s (scaleToZeroAfterSeconds 300), at 2026-01-01T00:05:00Z")
