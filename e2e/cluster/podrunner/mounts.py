@@ -69,16 +69,31 @@ def container_mounts(
 
 
 def launch_argv(
-    mounts: Sequence[Mount], workdir: str, argv: Sequence[str], *, workdir_on_host: bool = False
+    mounts: Sequence[Mount],
+    workdir: str,
+    argv: Sequence[str],
+    *,
+    workdir_on_host: bool = False,
+    keep_visible: Sequence[Path] = (),
 ) -> list[str]:
     """The full command line that runs `argv` with `mounts` in place and `workdir` as its directory.
 
     Every source (and a `workdir_on_host`) is opened first and mounted through its /proc/self/fd link: a mount
     over an ancestor of a source (an emptyDir at /tmp while the state directory is under /tmp) cannot hide it.
+    `keep_visible` are host directories the image's environment lives in (the repository, the venv cache): one
+    that a volume would hide (a checkout under /tmp, and an emptyDir at /tmp) is bound back at its own path.
     """
     lines = []
     fds: dict[int, int] = {}
     first_fd = 10
+    hidden = [
+        path
+        for path in dict.fromkeys(keep_visible)
+        if path.is_dir() and any(path.is_relative_to(m.target) for m in mounts)
+    ]
+    keep_fds = {path: first_fd + len(mounts) + 1 + i for i, path in enumerate(hidden)}
+    for path, fd in keep_fds.items():
+        lines.append(f"exec {fd}< {shlex.quote(str(path))} || exit 128")
     for index, mount in enumerate(mounts):
         if mount.source.is_dir() or mount.source.is_file():
             fds[index] = first_fd + index
@@ -97,12 +112,16 @@ def launch_argv(
         lines.append(f"{{ {create}; }} && mount -n -c --bind {source} {dst} || {fail}")
         if mount.read_only:
             lines.append(f"mount -n -o remount,bind,ro {dst} || {fail}")
+    for path, fd in keep_fds.items():
+        dst = shlex.quote(str(path))
+        fail = f'{{ echo "podrunner: cannot keep {path} visible under a volume" >&2; exit 128; }}'
+        lines.append(f"{{ [ -d {dst} ] || mkdir -p {dst}; }} && mount -n -c --bind /proc/self/fd/{fd} {dst} || {fail}")
     missing = f'{{ echo "podrunner: working directory {workdir} is missing" >&2; exit 128; }}'
     if workdir_on_host:
         lines.append(f"cd -P /proc/self/fd/{wd_fd} || {missing}")
     else:
         lines.append(f"cd {shlex.quote(workdir)} || {missing}")
-    lines.extend(f"exec {fd}<&-" for fd in [*fds.values(), *([wd_fd] if workdir_on_host else [])])
+    lines.extend(f"exec {fd}<&-" for fd in [*fds.values(), *([wd_fd] if workdir_on_host else []), *keep_fds.values()])
     lines.append('exec "$@"')
     script = "\n".join(lines)
     return ["unshare", "-m", "--propagation", "private", "--", "/bin/bash", "-c", script, "podrunner", *argv]

@@ -278,7 +278,13 @@ class PodWorker(threading.Thread):
         try:
             self.ctx.mount_points.acquire(f"{self.uid}/{run.name}", mounts)
             run.process = ContainerProcess(
-                launch_argv(mounts, plan.workdir, plan.argv, workdir_on_host=plan.workdir_on_host),
+                launch_argv(
+                    mounts,
+                    plan.workdir,
+                    plan.argv,
+                    workdir_on_host=plan.workdir_on_host,
+                    keep_visible=(self.ctx.repo_root, images.cache_root()),
+                ),
                 plan.env,
                 self._log_path(run),
                 self.pod_dir,  # the launch script changes to the container's own working directory

@@ -40,6 +40,26 @@ def test_a_mount_over_an_ancestor_cannot_hide_another_source(tmp_path: Path) -> 
 
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="bind mounts in a private mount namespace need root")
+def test_a_checkout_under_a_volume_stays_visible_to_the_container(tmp_path: Path) -> None:
+    """A repository cloned under /tmp, and a pod that mounts an emptyDir at /tmp: the container still imports
+    its code from the checkout (the image table's PYTHONPATH points there)."""
+    repo = tmp_path / "clone" / "runtime"
+    repo.mkdir(parents=True)
+    (repo / "marker.py").write_text("VALUE = 42\n")
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    mounts = [Mount(empty, tmp_path)]
+    script = f"cat {repo}/marker.py && ls {tmp_path}"
+    hidden = subprocess.run(launch_argv(mounts, "/", ["sh", "-c", script]), capture_output=True, text=True)
+    assert hidden.returncode != 0  # without keep_visible the volume hides the checkout
+    argv = launch_argv(mounts, "/", ["sh", "-c", script], keep_visible=[tmp_path / "clone", tmp_path / "gone"])
+    result = subprocess.run(argv, capture_output=True, text=True, check=False)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith("VALUE = 42")
+    assert "empty" not in result.stdout  # /tmp is still the volume, holding only the re-bound checkout
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="bind mounts in a private mount namespace need root")
 def test_mounts_are_visible_to_the_process_only(tmp_path: Path) -> None:
     volume = tmp_path / "volume"
     volume.mkdir()
