@@ -52,6 +52,7 @@ JOB = Resource("Job", "batch/v1", "jobs")
 JOB_NAME_LABEL = "batch.kubernetes.io/job-name"
 COMPRESS_IMAGE = f"{contract.IMAGE_COMPRESS}:{contract.IMAGE_TAG}"
 ROLLOUT_KEY = "rollout"
+_NOT_SERVABLE_YET = (Phase.PENDING, Phase.COMPRESSING, Phase.EVALUATING)
 
 
 class RolloutApi(Protocol):
@@ -79,10 +80,14 @@ def merge_patch(old: dict[str, Any], new: dict[str, Any]) -> dict[str, Any]:
 
 
 def published(result: StepResult) -> RolloutState:
-    """The state as written: a variant the machine wants removed leaves the weights (so its Deployment goes)."""
+    """The state as written: a variant the machine wants removed leaves the weights (so its Deployment goes), and
+    so does a target still being compressed or evaluated (its pods would start without their weights)."""
+    state = result.state
     removed = {a.variant for a in result.actions if a.kind in (ActionKind.REMOVE_CANARY, ActionKind.REMOVE_VARIANT)}
-    weights = {v: w for v, w in result.state.weights.items() if v not in removed or w > 0}
-    return result.state.model_copy(update={"weights": weights})
+    if state.phase in _NOT_SERVABLE_YET and state.target_variant:
+        removed.add(state.target_variant)
+    weights = {v: w for v, w in state.weights.items() if v not in removed or w > 0}
+    return state.model_copy(update={"weights": weights})
 
 
 def status_of(state: RolloutState) -> dict[str, Any]:

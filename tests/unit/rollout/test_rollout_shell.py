@@ -114,6 +114,7 @@ def test_compressed_variant_goes_through_its_jobs_then_gets_a_canary_at_weight_z
     assert job["metadata"]["ownerReferences"][0]["kind"] == "DialogueModel"
     assert job["spec"]["template"]["spec"]["nodeSelector"] == {"dialogue.dev/node-kind": "process"}  # where pods run
     assert api.patches[-1]["rollout"]["phase"] == "Compressing"
+    assert merged(api.patches)["weights"] == {"base": 100}  # no canary pods before the artifact exists
     assert [e[1] for e in api.events] == ["RolloutStarted", "CompressionStarted"]
 
     asyncio.run(shell.tick(dm, 101.0))  # still running: no second apply, no write, no event

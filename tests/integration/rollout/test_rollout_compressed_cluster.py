@@ -1,0 +1,176 @@
+"""A compressed variant rolled out on the local cluster from start to end: the operator creates the compression Job
+(real llm-compressor W8A8 on SmolLM2, in the compress venv on the process-backed node), then the quality-gate Job
+(real evaluation against the base), then the canary (sim engine) behind the real gateway, steps 50 -> 100 under a
+streamed load and promotes it; no request fails. Slow on CPU (minutes): marked `compress`.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from e2e import compress_env, engine_env
+from e2e.cluster.harness import LocalCluster
+from tests.integration.gateway.conftest import Procs
+from tests.integration.operator.conftest import (  # noqa: F401  (fixtures used by this module)
+    OperatorProcess,
+    chart_release,
+    get_json,
+    start_operator,
+    wait_for,
+)
+from tests.integration.rollout.test_rollout_cluster import (
+    MODEL,
+    StreamLoad,
+    Watcher,
+    deployments,
+    events,
+    phase,
+    start_gateway,
+    step,
+)
+
+pytestmark = [pytest.mark.cluster, pytest.mark.compress, pytest.mark.timeout(900)]
+
+
+def model_store(cluster: LocalCluster, namespace: str, folder: Path) -> None:
+    """A writable PersistentVolume on `folder` (hostPath) bound to the claim `models` in `namespace`."""
+    pv = f"models-{namespace}"[:63]
+    objects = [
+        {
+            "apiVersion": "v1",
+            "kind": "PersistentVolume",
+            "metadata": {"name": pv},
+            "spec": {
+                "capacity": {"storage": "2Gi"},
+                "accessModes": ["ReadWriteMany"],
+                "persistentVolumeReclaimPolicy": "Retain",
+                "storageClassName": "",
+                "hostPath": {"path": str(folder), "type": "Directory"},
+                "claimRef": {"namespace": namespace, "name": "models"},
+            },
+        },
+        {
+            "apiVersion": "v1",
+            "kind": "PersistentVolumeClaim",
+            "metadata": {"name": "models", "namespace": namespace},
+            "spec": {
+                "accessModes": ["ReadWriteMany"],
+                "storageClassName": "",
+                "volumeName": pv,
+                "resources": {"requests": {"storage": "2Gi"}},
+            },
+        },
+    ]
+    cluster.kubectl("apply", "-f", "-", input=yaml.safe_dump_all(objects))
+    wait_for(
+        lambda: get_json(cluster, "pvc", "models", "-n", namespace).get("status", {}).get("phase") == "Bound",
+        timeout_s=60,
+        what="PVC models Bound",
+    )
+
+
+def compressed_model() -> dict[str, Any]:
+    return {
+        "apiVersion": "dialogue.dev/v1alpha1",
+        "kind": "DialogueModel",
+        "metadata": {"name": MODEL},
+        "spec": {
+            "model": {"source": "pvc://models/smollm2"},
+            "engine": {"kind": "sim", "sim": {"decodeTokensPerSecond": 200, "maxDecodeTokensPerSecond": 2000}},
+            "scheduling": {"nodeSelector": {"dialogue.dev/node-kind": "process"}},
+            "replicas": 1,
+            "variants": [
+                {
+                    "name": "w8a8",
+                    "compression": {
+                        "scheme": "W8A8",
+                        "calibration": {"dataset": "builtin:chat", "numSamples": 8, "maxSequenceLength": 128},
+                    },
+                }
+            ],
+            "rollout": {
+                "targetVariant": "w8a8",
+                "steps": [50, 100],
+                "stepDurationSeconds": 4,
+                "analysis": {"minSamples": 5, "maxErrorRate": 0.05, "maxTtftP95Ratio": 20},
+            },
+            "security": {"networkPolicy": False},
+        },
+    }
+
+
+def test_w8a8_is_compressed_gated_and_promoted_by_the_operator(
+    cluster: LocalCluster,
+    namespace: str,
+    start_operator: Callable[[list[str]], OperatorProcess],  # noqa: F811
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+) -> None:
+    if not compress_env.is_ready() or not engine_env.model_ready():
+        pytest.fail("the llm-compressor venv or SmolLM2 is missing: run `python -m e2e.setup engine compress`")
+    store = tmp_path / "models"
+    (store / "smollm2").mkdir(parents=True)
+    for item in engine_env.smollm2_dir().iterdir():
+        os.symlink(item, store / "smollm2" / item.name)
+    model_store(cluster, namespace, store)
+    procs = Procs(tmp_path)
+    watcher: Watcher | None = None
+    load: StreamLoad | None = None
+    started = time.monotonic()
+    try:
+        gateway = start_gateway(cluster, namespace, procs)
+        cluster.kubectl("apply", "-n", namespace, "-f", "-", input=yaml.safe_dump(compressed_model()))
+        watcher = Watcher(cluster, namespace)
+        monkeypatch.setenv("DIALOGUE_OPERATOR_ROLLOUT_INTERVAL_S", "1")
+        monkeypatch.setenv("DIALOGUE_OPERATOR_GATEWAY_METRICS_URLS", gateway.url + "/metrics")
+        start_operator([namespace])
+        step("operator started: waiting for the compression Job")
+
+        def jobs() -> dict[str, dict[str, Any]]:
+            items = get_json(cluster, "jobs", "-n", namespace, "-l", f"dialogue.dev/model={MODEL}").get("items", [])
+            return {j["metadata"]["labels"]["app.kubernetes.io/component"]: j for j in items}
+
+        compress_job = wait_for(lambda: jobs().get("compress"), timeout_s=60, what="the compression Job")
+        assert compress_job["metadata"]["ownerReferences"][0]["name"] == MODEL
+        wait_for(lambda: phase(cluster, namespace, "Evaluating"), timeout_s=600, what="compression done")
+        compressed_s = time.monotonic() - started
+        step(f"compressed after {compressed_s:.0f} s: the quality gate runs")
+        assert (store / "compressed" / f"{MODEL}-w8a8").is_symlink()
+        wait_for(lambda: phase(cluster, namespace, "Canary"), timeout_s=600, what="quality gate passed")
+        gated_s = time.monotonic() - started
+        step(f"gate passed after {gated_s:.0f} s: waiting for a Ready canary, then load")
+        wait_for(lambda: "w8a8" in deployments(cluster, namespace), timeout_s=60, what="the canary Deployment")
+        load = StreamLoad(gateway.url, clients=4)
+        promoted = wait_for(lambda: phase(cluster, namespace, "Promoted"), timeout_s=180, what="phase Promoted")
+        wait_for(lambda: "base" not in deployments(cluster, namespace), timeout_s=60, what="the base Deployment gone")
+        statuses = load.stop()
+        load = None
+        step(f"promoted after {time.monotonic() - started:.0f} s; {len(statuses)} requests")
+
+        assert promoted["status"]["rollout"]["weights"] == {"w8a8": 100}
+        seen = watcher.stop()
+        phases = [p for p, _, _ in seen]
+        watcher = None
+        # No canary pods while the artifact is being made and judged (they would start without weights).
+        assert any(p == "Evaluating" and "w8a8" not in v for p, _, v in seen), seen
+        ordered = [p for i, p in enumerate(phases) if p and (i == 0 or phases[i - 1] != p)]
+        assert ordered[:4] == ["Compressing", "Evaluating", "Canary", "Promoted"], ordered
+        gate = next(e for e in events(cluster, namespace) if e["reason"] == "QualityGatePassed")
+        step(f"gate: {gate['message']}")
+        assert "recovery" in gate["message"]
+        assert set(statuses) == {200}, f"failed requests during the rollout: {[s for s in statuses if s != 200]}"
+    finally:
+        if load is not None:
+            load.stop()
+        if watcher is not None:
+            watcher.stop()
+        for proc in procs.started:
+            proc.popen.terminate()
+            proc.popen.wait(timeout=20)
