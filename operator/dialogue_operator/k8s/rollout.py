@@ -52,6 +52,8 @@ JOB = Resource("Job", "batch/v1", "jobs")
 JOB_NAME_LABEL = "batch.kubernetes.io/job-name"
 COMPRESS_IMAGE = f"{contract.IMAGE_COMPRESS}:{contract.IMAGE_TAG}"
 ROLLOUT_KEY = "rollout"
+# Beside the machine's state, status.rollout keeps the last finished Jobs' outcome (the gate's numbers).
+JOB_RESULT_KEYS = ("compression", "evaluation")
 _NOT_SERVABLE_YET = (Phase.PENDING, Phase.COMPRESSING, Phase.EVALUATING)
 
 
@@ -88,6 +90,17 @@ def published(result: StepResult) -> RolloutState:
         removed.add(state.target_variant)
     weights = {v: w for v, w in state.weights.items() if v not in removed or w > 0}
     return state.model_copy(update={"weights": weights})
+
+
+def job_results(stored: dict[str, Any], observation: Observation, state: RolloutState) -> dict[str, Any]:
+    """`compression` and `evaluation` of status.rollout: a finished Job's outcome as observed, kept until a rollout
+    of another target or revision starts."""
+    same = (stored.get("targetVariant"), stored.get("revision")) == (state.target_variant, state.revision)
+    out = {k: stored[k] for k in JOB_RESULT_KEYS if same and k in stored}
+    for key, seen in (("compression", observation.compression), ("evaluation", observation.evaluation)):
+        if seen.state in (JobState.SUCCEEDED, JobState.FAILED):
+            out[key] = seen.model_dump(mode="json", by_alias=True, exclude_none=True)
+    return out
 
 
 def status_of(state: RolloutState) -> dict[str, Any]:
@@ -129,7 +142,7 @@ class RolloutShell:
             stored = (body.get("status") or {}).get(ROLLOUT_KEY) or {}
         if stored:
             try:
-                return stored, RolloutState.from_dict(stored)
+                return stored, RolloutState.from_dict({k: v for k, v in stored.items() if k not in JOB_RESULT_KEYS})
             except ValidationError as exc:
                 log.warning("rollout: %s/%s has an unreadable status.rollout, starting afresh: %s", key[0], key[1], exc)
         return stored, new_state(BASE_VARIANT)
@@ -154,7 +167,7 @@ class RolloutShell:
             job = jobs.get(action.kind)
             if job is not None and action.variant == target:
                 await self._ensure_job(model, job)
-        new = status_of(published(result))
+        new = {**status_of(published(result)), **job_results(stored, observation, result.state)}
         if new != stored:
             await self.api.patch_status(model.namespace, model.name, {ROLLOUT_KEY: merge_patch(stored, new)})
             self._written[key] = new

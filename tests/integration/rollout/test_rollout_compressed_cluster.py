@@ -155,6 +155,9 @@ def test_w8a8_is_compressed_gated_and_promoted_by_the_operator(
         step(f"promoted after {time.monotonic() - started:.0f} s; {len(statuses)} requests")
 
         assert promoted["status"]["rollout"]["weights"] == {"w8a8": 100}
+        evaluation = promoted["status"]["rollout"]["evaluation"]  # the gate's numbers stay in status
+        assert evaluation["eligible"] is True and evaluation["recovery"] >= evaluation["threshold"], evaluation
+        assert promoted["status"]["rollout"]["compression"]["state"] == "Succeeded"
         seen = watcher.stop()
         phases = [p for p, _, _ in seen]
         watcher = None

@@ -131,6 +131,18 @@ def test_compressed_variant_goes_through_its_jobs_then_gets_a_canary_at_weight_z
     assert rollout["phase"] == "Canary"
     assert rollout["weights"] == {"base": 100, "w8a8": 0}  # the reconcile now creates the canary Deployment
     assert "QualityGatePassed" in [e[1] for e in api.events]
+    assert rollout["evaluation"] == {
+        "state": "Succeeded",
+        "eligible": True,
+        "recovery": 0.97,
+        "agreement": 0.9,
+        "threshold": 0.9,
+        "message": "",
+    }
+    assert rollout["compression"]["state"] == "Succeeded"
+    writes = len(api.patches)
+    asyncio.run(shell.tick(dm, 104.0))  # the stored results read back; nothing new to write
+    assert len(api.patches) == writes
 
 
 def test_a_recipe_the_builder_refuses_fails_the_rollout_quoting_why_and_creates_no_job() -> None:
