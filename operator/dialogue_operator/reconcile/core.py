@@ -81,7 +81,9 @@ def variant_weights(model: ModelObject) -> dict[str, int]:
         return {BASE_VARIANT: 100}
     previous = {v.name: v.weight for v in model.status.variants if v.name in valid and v.weight > 0}
     weights = previous if sum(previous.values()) == 100 else {BASE_VARIANT: 100}
-    weights.setdefault(spec.rollout.target_variant, 0)
+    target = spec.variant(spec.rollout.target_variant)
+    if target is None or target.compression is None:  # a compressed target has no weights until its Job ran
+        weights.setdefault(spec.rollout.target_variant, 0)
     return dict(sorted(weights.items()))
 
 
