@@ -177,3 +177,38 @@ def test_w8a8_is_compressed_gated_and_promoted_by_the_operator(
         for proc in procs.started:
             proc.popen.terminate()
             proc.popen.wait(timeout=20)
+
+
+def test_a_recipe_the_model_cannot_take_fails_quoting_the_error_and_no_canary_starts(
+    cluster: LocalCluster,
+    namespace: str,
+    start_operator: Callable[[list[str]], OperatorProcess],  # noqa: F811
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+) -> None:
+    if not compress_env.is_ready() or not engine_env.model_ready():
+        pytest.fail("the llm-compressor venv or SmolLM2 is missing: run `python -m e2e.setup engine compress`")
+    store = tmp_path / "models"
+    (store / "smollm2").mkdir(parents=True)
+    for item in engine_env.smollm2_dir().iterdir():
+        os.symlink(item, store / "smollm2" / item.name)
+    model_store(cluster, namespace, store)
+    body = compressed_model()
+    # SmolLM2-135M's hidden size is 576: a group of 128 weights does not divide it.
+    body["spec"]["variants"] = [{"name": "w4a16", "compression": {"scheme": "W4A16", "groupSize": 128}}]
+    body["spec"]["rollout"]["targetVariant"] = "w4a16"
+    cluster.kubectl("apply", "-n", namespace, "-f", "-", input=yaml.safe_dump(body))
+    monkeypatch.setenv("DIALOGUE_OPERATOR_ROLLOUT_INTERVAL_S", "1")
+    monkeypatch.delenv("DIALOGUE_OPERATOR_GATEWAY_METRICS_URLS", raising=False)
+    start_operator([namespace])
+
+    failed = wait_for(lambda: phase(cluster, namespace, "Failed"), timeout_s=300, what="phase Failed")
+    rollout = failed["status"]["rollout"]
+    step(f"{rollout['reason']}: {rollout['message']}")
+    assert rollout["reason"] == "CompressionFailed", rollout
+    assert "128" in rollout["message"] and "576" in rollout["message"], rollout  # the job's own error, quoted
+    assert rollout["weights"] == {"base": 100}, rollout
+    assert set(deployments(cluster, namespace)) == {"base"}
+    assert not (store / "compressed" / f"{MODEL}-w4a16").exists()
+    warnings = [(e["type"], e["reason"]) for e in events(cluster, namespace)]
+    assert ("Warning", "CompressionFailed") in warnings, warnings
