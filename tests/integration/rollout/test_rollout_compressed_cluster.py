@@ -1,7 +1,8 @@
 """A compressed variant rolled out on the local cluster from start to end: the operator creates the compression Job
 (real llm-compressor W8A8 on SmolLM2, in the compress venv on the process-backed node), then the quality-gate Job
 (real evaluation against the base), then the canary (sim engine) behind the real gateway, steps 50 -> 100 under a
-streamed load and promotes it; no request fails. Slow on CPU (minutes): marked `compress`.
+streamed load and promotes it; no request fails. Slow on CPU (minutes): marked `compress`. A recipe the model
+cannot take (W4A16 group 128 on a hidden size of 576) fails the rollout quoting the Job's error; no canary starts.
 """
 
 from __future__ import annotations
