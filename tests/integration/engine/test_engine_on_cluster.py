@@ -23,6 +23,7 @@ from e2e import engine_env
 from e2e.cluster.harness import LocalCluster
 from tests.integration.operator.conftest import (  # noqa: F401  (fixtures used by this module)
     OperatorProcess,
+    bind_host_folder,
     chart_release,
     condition,
     get_json,
@@ -34,43 +35,6 @@ pytestmark = [pytest.mark.cluster, pytest.mark.engine, pytest.mark.timeout(600)]
 
 SERVED = "smollm2"
 PROCESS_GPU_NODE = {"nodeSelector": {"dialogue.dev/node-kind": "process"}}
-
-
-def model_store(cluster: LocalCluster, namespace: str, folder: Path) -> None:
-    """A PersistentVolume on `folder` (hostPath) bound to the claim `models` in `namespace`."""
-    pv = f"models-{namespace}"[:63]
-    objects = [
-        {
-            "apiVersion": "v1",
-            "kind": "PersistentVolume",
-            "metadata": {"name": pv},
-            "spec": {
-                "capacity": {"storage": "1Gi"},
-                "accessModes": ["ReadOnlyMany"],
-                "persistentVolumeReclaimPolicy": "Retain",
-                "storageClassName": "",
-                "hostPath": {"path": str(folder), "type": "Directory"},
-                "claimRef": {"namespace": namespace, "name": "models"},
-            },
-        },
-        {
-            "apiVersion": "v1",
-            "kind": "PersistentVolumeClaim",
-            "metadata": {"name": "models", "namespace": namespace},
-            "spec": {
-                "accessModes": ["ReadOnlyMany"],
-                "storageClassName": "",
-                "volumeName": pv,
-                "resources": {"requests": {"storage": "1Gi"}},
-            },
-        },
-    ]
-    cluster.kubectl("apply", "-f", "-", input=yaml.safe_dump_all(objects))
-    wait_for(
-        lambda: get_json(cluster, "pvc", "models", "-n", namespace).get("status", {}).get("phase") == "Bound",
-        timeout_s=60,
-        what="PVC models Bound",
-    )
 
 
 def smollm2_model(name: str, path_in_claim: str) -> dict[str, Any]:
@@ -150,7 +114,7 @@ def test_smollm2_on_the_process_backed_node_serves_answers_and_stops_with_its_mo
     start_operator: Callable[[list[str]], OperatorProcess],  # noqa: F811
     models_dir: Path,
 ) -> None:
-    model_store(cluster, namespace, models_dir)
+    bind_host_folder(cluster, namespace, "models", str(models_dir))
     operator = start_operator([namespace])
     cluster.kubectl("apply", "-n", namespace, "-f", "-", input=yaml.safe_dump(smollm2_model("chat", "smollm2")))
 
@@ -217,7 +181,7 @@ def test_a_model_that_cannot_load_reports_the_engine_error_and_the_operator_stay
     folder: str,
     expected: str,
 ) -> None:
-    model_store(cluster, namespace, models_dir)
+    bind_host_folder(cluster, namespace, "models", str(models_dir))
     operator = start_operator([namespace])
     cluster.kubectl("apply", "-n", namespace, "-f", "-", input=yaml.safe_dump(smollm2_model("broken", folder)))
 

@@ -50,6 +50,55 @@ def get_json(cluster: LocalCluster, *args: str) -> dict[str, Any]:
     return loaded
 
 
+def bind_host_folder(
+    cluster: LocalCluster,
+    namespace: str,
+    claim: str,
+    host_path: str,
+    *,
+    storage: str = "1Gi",
+    access_mode: str = "ReadOnlyMany",
+    host_path_type: str = "Directory",
+) -> str:
+    """A hostPath PersistentVolume bound to the claim `claim` in `namespace` (what a pre-filled model volume looks
+    like); waits until the claim is Bound and returns the volume's name (cluster-scoped: delete it after)."""
+    pv = f"{claim}-{namespace}"[:63]
+    host: dict[str, Any] = {"path": host_path, **({"type": host_path_type} if host_path_type else {})}
+    objects = [
+        {
+            "apiVersion": "v1",
+            "kind": "PersistentVolume",
+            "metadata": {"name": pv},
+            "spec": {
+                "capacity": {"storage": storage},
+                "accessModes": [access_mode],
+                "persistentVolumeReclaimPolicy": "Retain",
+                "storageClassName": "",
+                "hostPath": host,
+                "claimRef": {"namespace": namespace, "name": claim},
+            },
+        },
+        {
+            "apiVersion": "v1",
+            "kind": "PersistentVolumeClaim",
+            "metadata": {"name": claim, "namespace": namespace},
+            "spec": {
+                "accessModes": [access_mode],
+                "storageClassName": "",
+                "volumeName": pv,
+                "resources": {"requests": {"storage": storage}},
+            },
+        },
+    ]
+    cluster.kubectl("apply", "-f", "-", input=yaml.safe_dump_all(objects))
+    wait_for(
+        lambda: get_json(cluster, "pvc", claim, "-n", namespace).get("status", {}).get("phase") == "Bound",
+        timeout_s=60,
+        what=f"PVC {claim} Bound",
+    )
+    return pv
+
+
 def apply(cluster: LocalCluster, namespace: str, manifest: dict[str, Any]) -> subprocess.CompletedProcess[str]:
     return cluster.kubectl("apply", "-n", namespace, "-f", "-", input=yaml.safe_dump(manifest), check=False)
 

@@ -13,6 +13,7 @@ from tests.integration.operator.conftest import (
     KWOK_SCHEDULING,
     OperatorProcess,
     apply,
+    bind_host_folder,
     get_json,
     wait_for,
     wait_ready,
@@ -29,43 +30,6 @@ def _load(name: str) -> dict[str, Any]:
     return doc
 
 
-def _model_store(cluster: LocalCluster, namespace: str) -> str:
-    """A bound PersistentVolumeClaim `model-store` (what a pre-filled weight volume looks like)."""
-    pv = f"model-store-{namespace}"[:63]
-    objects = [
-        {
-            "apiVersion": "v1",
-            "kind": "PersistentVolume",
-            "metadata": {"name": pv},
-            "spec": {
-                "capacity": {"storage": "1Ti"},
-                "accessModes": ["ReadOnlyMany"],
-                "hostPath": {"path": "/nonexistent/model-store"},
-                "storageClassName": "",
-                "claimRef": {"namespace": namespace, "name": "model-store"},
-            },
-        },
-        {
-            "apiVersion": "v1",
-            "kind": "PersistentVolumeClaim",
-            "metadata": {"name": "model-store", "namespace": namespace},
-            "spec": {
-                "accessModes": ["ReadOnlyMany"],
-                "storageClassName": "",
-                "volumeName": pv,
-                "resources": {"requests": {"storage": "1Ti"}},
-            },
-        },
-    ]
-    cluster.kubectl("apply", "-f", "-", input=yaml.safe_dump_all(objects))
-    wait_for(
-        lambda: get_json(cluster, "pvc", "model-store", "-n", namespace).get("status", {}).get("phase") == "Bound",
-        timeout_s=60,
-        what="PVC model-store Bound",
-    )
-    return pv
-
-
 def _pods(cluster: LocalCluster, namespace: str, model: str) -> list[dict[str, Any]]:
     items = get_json(cluster, "pods", "-n", namespace, "-l", f"dialogue.dev/model={model}").get("items", [])
     return [p for p in items if not p["metadata"].get("deletionTimestamp")]
@@ -78,7 +42,10 @@ def _node_product(cluster: LocalCluster, node: str) -> str:
 def test_examples_become_ready_on_matching_gpu_nodes(
     cluster: LocalCluster, namespace: str, operator: OperatorProcess
 ) -> None:
-    pv = _model_store(cluster, namespace)
+    # A bound claim `model-store` (what a pre-filled weight volume looks like); KWOK pods never read it.
+    pv = bind_host_folder(
+        cluster, namespace, "model-store", "/nonexistent/model-store", storage="1Ti", host_path_type=""
+    )
     try:
         for name in ("chat-assistant.yaml", "tensor-parallel.yaml", "quantized-variant.yaml"):
             proc = apply(cluster, namespace, _load(name))

@@ -21,6 +21,7 @@ from e2e.cluster.harness import LocalCluster
 from tests.integration.gateway.conftest import Procs
 from tests.integration.operator.conftest import (  # noqa: F401  (fixtures used by this module)
     OperatorProcess,
+    bind_host_folder,
     chart_release,
     get_json,
     start_operator,
@@ -38,43 +39,6 @@ from tests.integration.rollout.test_rollout_cluster import (
 )
 
 pytestmark = [pytest.mark.cluster, pytest.mark.compress, pytest.mark.timeout(900)]
-
-
-def model_store(cluster: LocalCluster, namespace: str, folder: Path) -> None:
-    """A writable PersistentVolume on `folder` (hostPath) bound to the claim `models` in `namespace`."""
-    pv = f"models-{namespace}"[:63]
-    objects = [
-        {
-            "apiVersion": "v1",
-            "kind": "PersistentVolume",
-            "metadata": {"name": pv},
-            "spec": {
-                "capacity": {"storage": "2Gi"},
-                "accessModes": ["ReadWriteMany"],
-                "persistentVolumeReclaimPolicy": "Retain",
-                "storageClassName": "",
-                "hostPath": {"path": str(folder), "type": "Directory"},
-                "claimRef": {"namespace": namespace, "name": "models"},
-            },
-        },
-        {
-            "apiVersion": "v1",
-            "kind": "PersistentVolumeClaim",
-            "metadata": {"name": "models", "namespace": namespace},
-            "spec": {
-                "accessModes": ["ReadWriteMany"],
-                "storageClassName": "",
-                "volumeName": pv,
-                "resources": {"requests": {"storage": "2Gi"}},
-            },
-        },
-    ]
-    cluster.kubectl("apply", "-f", "-", input=yaml.safe_dump_all(objects))
-    wait_for(
-        lambda: get_json(cluster, "pvc", "models", "-n", namespace).get("status", {}).get("phase") == "Bound",
-        timeout_s=60,
-        what="PVC models Bound",
-    )
 
 
 def compressed_model() -> dict[str, Any]:
@@ -120,7 +84,7 @@ def test_w8a8_is_compressed_gated_and_promoted_by_the_operator(
     (store / "smollm2").mkdir(parents=True)
     for item in engine_env.smollm2_dir().iterdir():
         os.symlink(item, store / "smollm2" / item.name)
-    model_store(cluster, namespace, store)
+    bind_host_folder(cluster, namespace, "models", str(store), storage="2Gi", access_mode="ReadWriteMany")
     procs = Procs(tmp_path)
     watcher: Watcher | None = None
     load: StreamLoad | None = None
@@ -193,7 +157,7 @@ def test_a_recipe_the_model_cannot_take_fails_quoting_the_error_and_no_canary_st
     (store / "smollm2").mkdir(parents=True)
     for item in engine_env.smollm2_dir().iterdir():
         os.symlink(item, store / "smollm2" / item.name)
-    model_store(cluster, namespace, store)
+    bind_host_folder(cluster, namespace, "models", str(store), storage="2Gi", access_mode="ReadWriteMany")
     body = compressed_model()
     # SmolLM2-135M's hidden size is 576: a group of 128 weights does not divide it.
     body["spec"]["variants"] = [{"name": "w4a16", "compression": {"scheme": "W4A16", "groupSize": 128}}]
