@@ -130,8 +130,8 @@ def _report(numbers: Numbers, retry_s: float, retry_statuses: list[int], load_av
     return f"""Load: a sim-engine DialogueModel (`engine.kind: sim`, 2 sequences per replica at 20 tok/s, {MAX_TOKENS}
 output tokens a request) on the process-backed node, autoscaling 0..{MAX_REPLICAS} at 2 in-flight requests per
 replica, `scaleToZeroAfterSeconds: {SCALE_TO_ZERO_AFTER_S}`; the operator ticks every 1 s with shortened windows
-(`{POLICY}`); {CLIENTS} conversations in a closed loop through the gateway. A new replica is Ready ~10 s after its
-pod starts (the startup probe's 10 s period). Machine load average at the start: {load_avg}.
+(`{POLICY}`); {CLIENTS} conversations in a closed loop through the gateway. The runtime pods' startup probe checks every
+2 s, so a new sim replica is Ready within seconds of its start. Machine load average at the start: {load_avg}.
 
 | phase | measured |
 |---|---|
