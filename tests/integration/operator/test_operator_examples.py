@@ -59,7 +59,9 @@ def test_examples_become_ready_on_matching_gpu_nodes(
 
         qwen = wait_ready(cluster, namespace, "qwen-chat")
         weights = {v["name"]: v["weight"] for v in qwen["status"]["variants"]}
-        assert weights == {"base": 100, "fp8": 0}
+        # The variant starts at weight 0; the rollout controller may already have taken the first step (10 %).
+        # Without a gateway there are no samples, so it never goes further (minSamples 50, 300 s steps).
+        assert weights in ({"base": 100, "fp8": 0}, {"base": 90, "fp8": 10}), weights
         wait_for(
             lambda: all(
                 v["readyReplicas"] >= 1
