@@ -17,9 +17,11 @@ from dialogue_operator.api.serving import (
     CalibrationSpec,
     CompressionSpec,
     DialogueSpec,
+    QualityGateSpec,
     RolloutSpec,
     SecretKeyRef,
     SecuritySpec,
+    VariantEngineSpec,
     VariantSpec,
 )
 from dialogue_operator.api.spec import DialogueModelSpec
@@ -40,12 +42,14 @@ __all__ = [
     "EngineSpec",
     "EnvVar",
     "ModelSpec",
+    "QualityGateSpec",
     "ResourcesSpec",
     "RolloutSpec",
     "SchedulingSpec",
     "SecretKeyRef",
     "SecuritySpec",
     "SimProfileSpec",
+    "VariantEngineSpec",
     "VariantSpec",
     "VariantStatus",
 ]

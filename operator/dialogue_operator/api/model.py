@@ -25,7 +25,12 @@ OPERATOR_OWNED_FLAGS: tuple[str, ...] = (
     "--model",
     "--api-key",
 )
-_OWNED_FLAGS_RE = "^(" + "|".join(OPERATOR_OWNED_FLAGS) + ")(=.*)?$"
+OWNED_FLAGS_RE = "^(" + "|".join(OPERATOR_OWNED_FLAGS) + ")(=.*)?$"
+
+
+def owned_flag_in(args: list[str]) -> str | None:
+    """The first operator-owned flag among `args`, or None."""
+    return next((flag for flag in (a.split("=", 1)[0] for a in args) if flag in OPERATOR_OWNED_FLAGS), None)
 
 
 class ModelSpec(ApiModel):
@@ -108,7 +113,7 @@ class EngineSpec(ApiModel):
         json_schema_extra={
             "x-kubernetes-validations": [
                 cel(
-                    f"!has(self.args) || self.args.all(a, !a.matches('{_OWNED_FLAGS_RE}'))",
+                    f"!has(self.args) || self.args.all(a, !a.matches('{OWNED_FLAGS_RE}'))",
                     "spec.engine.args must not set flags the operator owns: " + ", ".join(OPERATOR_OWNED_FLAGS),
                     ".args",
                 ),
@@ -146,10 +151,9 @@ class EngineSpec(ApiModel):
 
     @model_validator(mode="after")
     def _owned_flags(self) -> EngineSpec:
-        for arg in self.args:
-            flag = arg.split("=", 1)[0]
-            if flag in OPERATOR_OWNED_FLAGS:
-                raise ValueError(f"spec.engine.args: {flag} is set by the operator")
+        flag = owned_flag_in(self.args)
+        if flag is not None:
+            raise ValueError(f"spec.engine.args: {flag} is set by the operator")
         if self.sim is not None and self.kind != "sim":
             raise ValueError("spec.engine.sim is only allowed with engine kind sim")
         return self

@@ -7,11 +7,20 @@ from typing import Annotated, Literal
 from pydantic import ConfigDict, Field, model_validator
 
 from dialogue_operator.api.common import DNS_LABEL_PATTERN, DNS_SUBDOMAIN_PATTERN, ApiModel, cel
-from dialogue_operator.api.model import SOURCE_PATTERN
+from dialogue_operator.api.model import (
+    OPERATOR_OWNED_FLAGS,
+    OWNED_FLAGS_RE,
+    SOURCE_PATTERN,
+    EnvVar,
+    SimProfileSpec,
+    owned_flag_in,
+)
 
 BASE_VARIANT = "base"
 ONLINE_QUANTIZATIONS = ("fp8_per_tensor", "fp8", "bitsandbytes")
-COMPRESSION_SCHEMES = ("FP8_DYNAMIC", "W8A8", "W4A16")
+COMPRESSION_SCHEMES = ("FP8_DYNAMIC", "W8A8", "W4A16", "W4A16_ASYM")
+BUILTIN_GOLDEN_SET = "builtin:default"
+GOLDEN_SET_PATTERN = r"^(builtin:default|pvc://[a-z0-9]([-a-z0-9]*[a-z0-9])?/[A-Za-z0-9._/-]*[A-Za-z0-9._-])$"
 
 
 class AutoscalingSpec(ApiModel):
@@ -78,13 +87,90 @@ class CalibrationSpec(ApiModel):
 class CompressionSpec(ApiModel):
     """A compression recipe the operator runs (llm-compressor) to produce the variant's weights."""
 
-    scheme: Literal["FP8_DYNAMIC", "W8A8", "W4A16"] = Field(description="Quantization scheme.")
+    scheme: Literal["FP8_DYNAMIC", "W8A8", "W4A16", "W4A16_ASYM"] = Field(
+        description="Quantization scheme: FP8_DYNAMIC, W8A8 (int8 weights and activations), W4A16 (int4 weights, "
+        "symmetric groups) or W4A16_ASYM (int4 weights with a zero point per group: better recovery on small models)."
+    )
     group_size: int | None = Field(
-        default=None, ge=1, le=4096, description="Weight group size (W4A16); must divide the hidden size."
+        default=None,
+        ge=1,
+        le=4096,
+        description="Weight group size (W4A16, W4A16_ASYM; default 128); must divide the hidden size.",
     )
     calibration: CalibrationSpec | None = Field(
-        default=None, description="Calibration data (W8A8 and W4A16 use GPTQ; FP8_DYNAMIC needs none)."
+        default=None, description="Calibration data (W8A8 and W4A16* use GPTQ; FP8_DYNAMIC needs none)."
     )
+
+
+class QualityGateSpec(ApiModel):
+    """The quality gate a compressed or pre-quantized (pvc://) variant must pass before it gets any traffic.
+
+    The evaluation Job runs the golden dialogues through the base and the variant: recovery is the variant's mean
+    log-probability of the reference replies relative to the base's, agreement the share of greedy tokens equal
+    to the base's. The variant is eligible when recovery >= minRecovery (and agreement >= minAgreement, if set).
+    """
+
+    min_recovery: float = Field(
+        default=0.9, gt=0, le=1, description="Least recovery (0-1] of the base's reference log-probability."
+    )
+    min_agreement: float | None = Field(
+        default=None, ge=0, le=1, description="Least greedy top-1 token agreement with the base (0-1), if set."
+    )
+    golden_set: str = Field(
+        default=BUILTIN_GOLDEN_SET,
+        pattern=GOLDEN_SET_PATTERN,
+        max_length=512,
+        description="Golden dialogues: builtin:default (shipped, 32 dialogues) or pvc://claim/path to a JSON-lines "
+        'file of {"messages": [...], "reference": "..."} rows.',
+    )
+    max_dialogues: int | None = Field(
+        default=None, ge=1, le=100_000, description="Score only the first N golden dialogues (all when unset)."
+    )
+
+
+class VariantEngineSpec(ApiModel):
+    """What one variant's pods run differently from spec.engine; everything else (kind, image) is the base's.
+
+    `args` are appended after spec.engine.args (the engine's parser keeps the last value of a repeated flag, so
+    a variant may override a base flag); `env` entries replace the base's of the same name; `sim` fields replace
+    the base's spec.engine.sim fields one by one (engine kind sim only).
+    """
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "x-kubernetes-validations": [
+                cel(
+                    f"!has(self.args) || self.args.all(a, !a.matches('{OWNED_FLAGS_RE}'))",
+                    "spec.variants[].engine.args must not set flags the operator owns: "
+                    + ", ".join(OPERATOR_OWNED_FLAGS),
+                    ".args",
+                ),
+            ]
+        }
+    )
+
+    args: list[Annotated[str, Field(max_length=1024)]] = Field(
+        default_factory=list,
+        max_length=64,
+        description="Engine arguments appended after spec.engine.args for this variant's pods.",
+    )
+    env: list[EnvVar] = Field(
+        default_factory=list,
+        max_length=64,
+        description="Environment variables of this variant's engine container (replace the base's by name).",
+        json_schema_extra={"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["name"]},
+    )
+    sim: SimProfileSpec | None = Field(
+        default=None,
+        description="Simulated engine parameters replacing spec.engine.sim's field by field (engine kind sim only).",
+    )
+
+    @model_validator(mode="after")
+    def _owned_flags(self) -> VariantEngineSpec:
+        flag = owned_flag_in(self.args)
+        if flag is not None:
+            raise ValueError(f"spec.variants[].engine.args: {flag} is set by the operator")
+        return self
 
 
 class VariantSpec(ApiModel):
@@ -98,6 +184,13 @@ class VariantSpec(ApiModel):
                     "a variant sets exactly one of source, quantization or compression",
                 ),
                 cel("self.name != 'base'", "variant name 'base' is reserved for the base model", ".name"),
+                cel(
+                    "!has(self.qualityGate) || has(self.compression) || "
+                    "(has(self.source) && self.source.startsWith('pvc://'))",
+                    "spec.variants[].qualityGate needs a checkpoint the evaluation Job can read: a compression "
+                    "variant or a pvc:// source (online quantization has none)",
+                    ".qualityGate",
+                ),
             ]
         }
     )
@@ -117,6 +210,14 @@ class VariantSpec(ApiModel):
     compression: CompressionSpec | None = Field(
         default=None, description="Compression recipe the operator runs to produce the weights."
     )
+    quality_gate: QualityGateSpec | None = Field(
+        default=None,
+        description="Quality gate before any traffic. Compression and pvc:// source variants are always gated "
+        "(defaults when unset); other sources and online quantization are not (no checkpoint to score).",
+    )
+    engine: VariantEngineSpec | None = Field(
+        default=None, description="Engine settings of this variant's pods that differ from spec.engine."
+    )
 
     @model_validator(mode="after")
     def _exactly_one(self) -> VariantSpec:
@@ -125,7 +226,22 @@ class VariantSpec(ApiModel):
             raise ValueError(f"variant {self.name}: set exactly one of source, quantization or compression")
         if self.name == BASE_VARIANT:
             raise ValueError("variant name 'base' is reserved for the base model")
+        if self.quality_gate is not None and not self.gated:
+            raise ValueError(
+                f"spec.variants[{self.name}].qualityGate needs a checkpoint the evaluation Job can read: a "
+                "compression variant or a pvc:// source (online quantization has none)"
+            )
         return self
+
+    @property
+    def gated(self) -> bool:
+        """Whether a rollout to this variant runs the quality gate first."""
+        return self.compression is not None or (self.source is not None and self.source.startswith("pvc://"))
+
+    @property
+    def gate(self) -> QualityGateSpec:
+        """The variant's quality gate (the defaults when unset)."""
+        return self.quality_gate or QualityGateSpec()
 
 
 class AnalysisSpec(ApiModel):

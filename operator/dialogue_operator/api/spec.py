@@ -41,6 +41,12 @@ class DialogueModelSpec(ApiModel):
                     "spec.rollout.targetVariant must name a variant in spec.variants (or 'base')",
                     ".rollout.targetVariant",
                 ),
+                cel(
+                    "self.variants.all(v, !has(v.engine) || !has(v.engine.sim) || "
+                    "(has(self.engine.kind) && self.engine.kind == 'sim'))",
+                    "spec.variants[].engine.sim is only allowed with spec.engine.kind sim",
+                    ".variants",
+                ),
             ]
         }
     )
@@ -79,6 +85,12 @@ class DialogueModelSpec(ApiModel):
             raise ValueError("spec.variants: names must be unique")
         if self.rollout is not None and self.rollout.target_variant not in {BASE_VARIANT, *names}:
             raise ValueError("spec.rollout.targetVariant must name a variant in spec.variants (or 'base')")
+        sim_variants = [v.name for v in self.variants if v.engine is not None and v.engine.sim is not None]
+        if sim_variants and self.engine.kind != "sim":
+            raise ValueError(
+                "spec.variants[].engine.sim is only allowed with spec.engine.kind sim "
+                f"(set on {', '.join(sim_variants)})"
+            )
         return self
 
     def variant(self, name: str) -> VariantSpec | None:

@@ -25,8 +25,8 @@ TMP_VOLUME = "tmp"
 ANNOTATION_CONFIG_HASH = "dialogue.dev/config-hash"
 
 
-def _env(model: ModelObject, settings: Settings) -> list[dict[str, Any]]:
-    """Operator-owned variables, then the user's (a user variable of the same name wins); sorted by name."""
+def _env(model: ModelObject, variant: str, settings: Settings) -> list[dict[str, Any]]:
+    """Operator-owned variables, then the user's, then the variant's (a later one of the same name wins); sorted."""
     env: dict[str, dict[str, Any]] = {
         contract.POD_IP_ENV: {
             "name": contract.POD_IP_ENV,
@@ -47,7 +47,9 @@ def _env(model: ModelObject, settings: Settings) -> list[dict[str, Any]]:
             "name": contract.ENGINE_API_KEY_ENV,
             "valueFrom": {"secretKeyRef": {"name": ref.name, "key": ref.key}},
         }
-    for var in model.spec.engine.env:
+    variant_spec = model.spec.variant(variant)
+    override = variant_spec.engine.env if variant_spec is not None and variant_spec.engine is not None else []
+    for var in [*model.spec.engine.env, *override]:  # a variant's entry replaces the base's of the same name
         env[var.name] = var.model_dump(by_alias=True, exclude_none=True)
     return [env[name] for name in sorted(env)]
 
@@ -128,7 +130,7 @@ def build_deployment(model: ModelObject, variant: str, settings: Settings, repli
         "name": CONTAINER_NAME,
         "image": spec.engine.image or settings.runtime_image,
         "command": ["python3", "-m", "dialogue_runtime.engine"],
-        "env": _env(model, settings),
+        "env": _env(model, variant, settings),
         "ports": [{"name": contract.ENGINE_PORT_NAME, "containerPort": contract.ENGINE_PORT, "protocol": "TCP"}],
         "resources": _resources(model),
         "startupProbe": _probe(

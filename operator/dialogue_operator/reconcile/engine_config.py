@@ -42,7 +42,8 @@ def variant_source(model: ModelObject, variant: str) -> str:
 
 
 def build_engine_config(model: ModelObject, variant: str, settings: Settings) -> EngineConfig:
-    """The engine configuration one variant's pods read from /etc/dialogue/engine.json."""
+    """The engine configuration one variant's pods read from /etc/dialogue/engine.json (the base's engine
+    settings with the variant's `engine` override applied)."""
     spec = model.spec
     variant_spec = spec.variant(variant)
     source = variant_source(model, variant)
@@ -51,9 +52,15 @@ def build_engine_config(model: ModelObject, variant: str, settings: Settings) ->
     if variant_spec is not None and variant_spec.compression is not None:
         # The compression Job writes its output into the model cache under this path.
         local_path = f"{contract.MODEL_CACHE_MOUNT}/compressed/{model.name}-{variant}"
+    override = variant_spec.engine if variant_spec is not None else None
     sim: SimProfile | None = None
     if spec.engine.kind == "sim":
-        sim = SimProfile(**(spec.engine.sim.model_dump(exclude_none=True) if spec.engine.sim else {}))
+        fields = spec.engine.sim.model_dump(exclude_none=True) if spec.engine.sim else {}
+        if override is not None and override.sim is not None:
+            fields.update(override.sim.model_dump(exclude_none=True))  # the variant's fields win one by one
+        sim = SimProfile(**fields)
+    # The engine's parser keeps the last value of a repeated flag: the variant's args override the base's.
+    extra_args = [*spec.engine.args, *(override.args if override is not None else [])]
     return EngineConfig(
         engine=spec.engine.kind,
         model_name=model.name,
@@ -65,7 +72,7 @@ def build_engine_config(model: ModelObject, variant: str, settings: Settings) ->
         tensor_parallel_size=max(1, spec.resources.gpus) if spec.engine.kind == "vllm" else 1,
         quantization=variant_spec.quantization if variant_spec is not None else None,
         chat_template=spec.dialogue.chat_template,
-        extra_args=list(spec.engine.args),
+        extra_args=extra_args,
         port=contract.ENGINE_PORT,
         api_key_env=contract.ENGINE_API_KEY_ENV if spec.security.api_key_secret_ref is not None else None,
         # Drain in-flight requests on SIGTERM, finishing before the kubelet's SIGKILL.

@@ -20,6 +20,7 @@ from typing import Any
 
 from dialogue_runtime import contract
 
+from dialogue_operator.api.serving import BUILTIN_GOLDEN_SET
 from dialogue_operator.reconcile.deployment import gpu_affinity
 from dialogue_operator.reconcile.engine_config import model_volume, variant_source
 from dialogue_operator.reconcile.labels import common_labels, metadata
@@ -33,7 +34,7 @@ COMPONENT_COMPRESS = "compress"
 COMPONENT_EVALUATE = "evaluate"
 COMPRESS_DEADLINE_S = 6 * 3600
 EVALUATE_DEADLINE_S = 3600
-DEFAULT_QUALITY_THRESHOLD = 0.9
+GOLDEN_SET_MOUNT = "/golden"
 _MAX_NAME = 63
 
 
@@ -186,19 +187,29 @@ def build_compression_job(model: ModelObject, variant: str, image: str) -> dict[
     return _job(model, variant, COMPONENT_COMPRESS, image, args, mounts, COMPRESS_DEADLINE_S, gpus)
 
 
-def build_evaluation_job(
-    model: ModelObject,
-    variant: str,
-    image: str,
-    threshold: float = DEFAULT_QUALITY_THRESHOLD,
-    golden: str = "default",
-) -> dict[str, Any]:
-    """The Job that scores `variant` against the base on the golden dialogues (the quality gate)."""
+def _golden_arg(model: ModelObject, claim: str, golden_set: str) -> tuple[str, list[Mount]]:
+    """The job's --golden value (`default` or a path) and any read-only mount a pvc:// golden set needs."""
+    if golden_set == BUILTIN_GOLDEN_SET:
+        return "default", []
+    if not golden_set.startswith("pvc://"):
+        raise InvalidSpec(
+            f"DialogueModel {model.namespace}/{model.name}: golden set {golden_set!r} is neither "
+            f"{BUILTIN_GOLDEN_SET} nor pvc://claim/path"
+        )
+    golden_claim, _, path = golden_set.removeprefix("pvc://").partition("/")
+    if golden_claim == claim:
+        return f"{contract.MODEL_CACHE_MOUNT}/{path}", []
+    return f"{GOLDEN_SET_MOUNT}/{path}", [Mount("golden", golden_claim, GOLDEN_SET_MOUNT, read_only=True)]
+
+
+def build_evaluation_job(model: ModelObject, variant: str, image: str) -> dict[str, Any]:
+    """The Job that scores `variant` against the base on the golden dialogues (the quality gate), with the
+    threshold, agreement floor, golden set and dialogue count of the variant's `qualityGate`."""
     spec = model.spec.variant(variant)
-    if spec is None or (spec.compression is None and spec.source is None):
+    if spec is None or not spec.gated:
         raise InvalidSpec(
             f"DialogueModel {model.namespace}/{model.name}: variant {variant!r} has no checkpoint "
-            "to evaluate (only compressed and pre-quantized variants are gated)"
+            "to evaluate (only compressed and pvc:// pre-quantized variants are gated)"
         )
     claim, base_path = _base_volume(model)
     mounts = [Mount("models", claim, contract.MODEL_CACHE_MOUNT)]
@@ -215,7 +226,14 @@ def build_evaluation_job(
         if volume.claim != claim:
             variant_path = variant_path.replace(contract.MODEL_CACHE_MOUNT, VARIANT_SOURCE_MOUNT, 1)
             mounts.append(Mount("variant", volume.claim, VARIANT_SOURCE_MOUNT, read_only=True))
-    args = ["--base", base_path, "--variant", variant_path, "--golden", golden, "--threshold", str(threshold)]
+    gate = spec.gate
+    golden, golden_mounts = _golden_arg(model, claim, gate.golden_set)
+    mounts += golden_mounts
+    args = ["--base", base_path, "--variant", variant_path, "--golden", golden, "--threshold", str(gate.min_recovery)]
+    if gate.min_agreement is not None:
+        args += ["--min-agreement", str(gate.min_agreement)]
+    if gate.max_dialogues is not None:
+        args += ["--limit", str(gate.max_dialogues)]
     args += ["--output", evaluation_result_path(model, variant), "--cache-dir", f"{EVALUATIONS_DIR}/cache"]
     gpus = min(model.spec.resources.gpus, 1)
     return _job(model, variant, COMPONENT_EVALUATE, image, args, mounts, EVALUATE_DEADLINE_S, gpus)

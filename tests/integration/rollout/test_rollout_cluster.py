@@ -363,3 +363,63 @@ def test_the_operator_service_account_may_manage_jobs(
     who = f"system:serviceaccount:{chart_release.namespace}:{chart_release.service_account}"
     proc = cluster.kubectl("auth", "can-i", verb, "jobs.batch", "--as", who, "-n", "default", check=False)
     assert proc.stdout.strip() == "yes", f"{verb} jobs.batch: {proc.stdout}{proc.stderr}"
+
+
+_SIM = {"kind": "sim"}
+_HF = {"source": "hf://HuggingFaceTB/SmolLM2-135M-Instruct@main"}
+
+
+@pytest.mark.parametrize(
+    ("spec", "field", "words"),
+    [
+        (
+            {"model": _HF, "variants": [{"name": "q", "quantization": "fp8", "qualityGate": {"minRecovery": 0.8}}]},
+            "spec.variants[0].qualityGate",
+            "needs a checkpoint",
+        ),
+        (
+            {
+                "model": _HF,
+                "variants": [{"name": "q", "compression": {"scheme": "W8A8"}, "qualityGate": {"minRecovery": 0}}],
+            },
+            "spec.variants[0].qualityGate.minRecovery",
+            "",
+        ),
+        (
+            {"model": _HF, "variants": [{"name": "q", "quantization": "fp8", "engine": {"args": ["--port=1"]}}]},
+            "spec.variants[0].engine.args",
+            "--port",
+        ),
+        (
+            {"model": _HF, "variants": [{"name": "q", "quantization": "fp8", "engine": {"sim": {"maxBatch": 2}}}]},
+            "spec.variants",
+            "engine.kind sim",
+        ),
+    ],
+)
+def test_variant_gate_and_engine_override_are_validated_at_the_door(
+    cluster: LocalCluster,
+    namespace: str,
+    chart_release: Release,  # noqa: F811  (installs the CRD)
+    spec: dict[str, Any],
+    field: str,
+    words: str,
+) -> None:
+    manifest = {
+        "apiVersion": "dialogue.dev/v1alpha1",
+        "kind": "DialogueModel",
+        "metadata": {"name": "bad"},
+        "spec": spec,
+    }
+    proc = cluster.kubectl("apply", "-n", namespace, "-f", "-", input=yaml.safe_dump(manifest), check=False)
+    assert proc.returncode != 0, "the API server must refuse it"
+    assert field in proc.stderr and words in proc.stderr, proc.stderr
+    gate = {"minRecovery": 0.85, "minAgreement": 0.5, "goldenSet": "pvc://store/gold.jsonl", "maxDialogues": 8}
+    slow = {"args": ["--max-num-seqs=4"], "sim": {"prefillTokensPerSecond": 50}}
+    good = {**spec, "engine": _SIM, "resources": {"gpus": 0}, "variants": [
+        {"name": "w4", "compression": {"scheme": "W4A16_ASYM", "groupSize": 64}, "qualityGate": gate},
+        {"name": "slow", "quantization": "fp8", "engine": slow},
+    ]}  # fmt: skip
+    manifest = {**manifest, "metadata": {"name": "good"}, "spec": good}
+    proc = cluster.kubectl("apply", "-n", namespace, "-f", "-", input=yaml.safe_dump(manifest), check=False)
+    assert proc.returncode == 0, proc.stderr

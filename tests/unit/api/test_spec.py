@@ -59,12 +59,51 @@ def test_camel_case_round_trip() -> None:
         ({"model": {"source": "hf://no-revision-separator@"}}, "source"),
         ({"engine": {"kind": "sim"}, "resources": {"gpus": 0}, "unknownField": 1}, "unknownField"),
         ({"engine": {"sim": {"maxBatch": 4}}}, "sim"),
+        ({"variants": [{"name": "q", "compression": {"scheme": "W2A16"}}]}, "scheme"),
+        ({"variants": [{"name": "q", "quantization": "fp8", "qualityGate": {}}]}, "qualityGate needs a checkpoint"),
+        ({"variants": [{"name": "q", "source": "hf://o/m", "qualityGate": {}}]}, "qualityGate needs a checkpoint"),
+        (
+            {"variants": [{"name": "q", "compression": {"scheme": "W8A8"}, "qualityGate": {"minRecovery": 0}}]},
+            "minRecovery",
+        ),
+        (
+            {"variants": [{"name": "q", "compression": {"scheme": "W8A8"}, "qualityGate": {"minRecovery": 1.1}}]},
+            "minRecovery",
+        ),
+        (
+            {"variants": [{"name": "q", "compression": {"scheme": "W8A8"}, "qualityGate": {"goldenSet": "s3://b/g"}}]},
+            "goldenSet",
+        ),
+        ({"variants": [{"name": "q", "quantization": "fp8", "engine": {"args": ["--model=x"]}}]}, "--model"),
+        ({"variants": [{"name": "q", "quantization": "fp8", "engine": {"kind": "sim"}}]}, "kind"),
+        ({"variants": [{"name": "q", "quantization": "fp8", "engine": {"sim": {"maxBatch": 2}}}]}, "engine.kind sim"),
     ],
 )
 def test_invalid_specs_are_refused_naming_the_field(overrides: dict[str, Any], needle: str) -> None:
     with pytest.raises(ValidationError) as exc:
         DialogueModelSpec.model_validate(_spec(**overrides))
     assert needle in str(exc.value)
+
+
+def test_variant_quality_gate_and_engine_override() -> None:
+    variants = [
+        {"name": "w4", "compression": {"scheme": "W4A16_ASYM", "groupSize": 64},
+         "qualityGate": {"minRecovery": 0.85, "minAgreement": 0.7, "goldenSet": "pvc://store/gold.jsonl"}},
+        {"name": "gptq", "source": "pvc://store/gptq", "qualityGate": {"maxDialogues": 8}},
+        {"name": "slow", "quantization": "fp8_per_tensor",
+         "engine": {"args": ["--max-num-seqs=4"], "sim": {"prefillTokensPerSecond": 100}}},
+    ]  # fmt: skip
+    spec = DialogueModelSpec.model_validate(_spec(engine={"kind": "sim"}, resources={"gpus": 0}, variants=variants))
+    w4, gptq, slow = (spec.variant(n) for n in ("w4", "gptq", "slow"))
+    assert w4 is not None and w4.gated and (w4.gate.min_recovery, w4.gate.min_agreement) == (0.85, 0.7)
+    assert (
+        gptq is not None and gptq.gated and gptq.gate.golden_set == "builtin:default" and gptq.gate.min_recovery == 0.9
+    )
+    assert slow is not None and not slow.gated and slow.engine is not None and slow.engine.sim is not None
+    assert slow.engine.sim.prefill_tokens_per_s == 100
+    dumped = spec.model_dump(by_alias=True, exclude_none=True)
+    assert dumped["variants"][0]["qualityGate"]["goldenSet"] == "pvc://store/gold.jsonl"
+    assert DialogueModelSpec.model_validate(dumped) == spec
 
 
 def test_sim_engine_may_run_without_gpus() -> None:

@@ -77,13 +77,32 @@ def test_pvc_calibration_files_are_mounted_read_only() -> None:
 
 def test_evaluation_job_compares_the_linked_variant_with_the_base() -> None:
     m = model()
-    job = build_evaluation_job(m, "w8", IMAGE, threshold=0.95)
+    job = build_evaluation_job(m, "w8", IMAGE)
     assert container(job)["command"][-1] == "dialogue_runtime.evaluate"
     assert (arg(job, "--base"), arg(job, "--variant")) == ("/models/smollm2", "/models/compressed/chat-w8")
-    assert arg(job, "--threshold") == "0.95"
+    assert (arg(job, "--threshold"), arg(job, "--golden")) == ("0.9", "default")  # the gate's defaults
+    assert "--min-agreement" not in container(job)["args"] and "--limit" not in container(job)["args"]
     assert arg(job, "--output") == "/models/compressed/.evaluations/chat-w8.json"
     source = build_evaluation_job(m, "gptq", IMAGE)
     assert arg(source, "--variant") == "/variant-models/gptq"
+
+
+def test_evaluation_job_takes_the_gate_from_the_variants_quality_gate() -> None:
+    gate = {"minRecovery": 0.95, "minAgreement": 0.8, "maxDialogues": 8, "goldenSet": "pvc://smollm2/gold/set.jsonl"}
+    m = model(name="strict", compression={"scheme": "W4A16_ASYM", "groupSize": 64}, qualityGate=gate)
+    job = build_evaluation_job(m, "strict", IMAGE)
+    assert (arg(job, "--threshold"), arg(job, "--min-agreement"), arg(job, "--limit")) == ("0.95", "0.8", "8")
+    assert arg(job, "--golden") == "/golden/gold/set.jsonl"
+    volumes = job["spec"]["template"]["spec"]["volumes"]
+    assert {"name": "golden", "persistentVolumeClaim": {"claimName": "smollm2", "readOnly": True}} in volumes
+    # A golden set on the model's own claim is read through the models mount; a new threshold is a new Job.
+    same = model(name="strict", compression={"scheme": "W4A16_ASYM", "groupSize": 64},
+                 qualityGate={"minRecovery": 0.8, "goldenSet": "pvc://models/gold/set.jsonl"})  # fmt: skip
+    other = build_evaluation_job(same, "strict", IMAGE)
+    assert arg(other, "--golden") == "/models/gold/set.jsonl"
+    assert other["metadata"]["name"] != job["metadata"]["name"]
+    compress = build_compression_job(m, "strict", IMAGE)
+    assert (arg(compress, "--scheme"), arg(compress, "--group-size")) == ("W4A16_ASYM", "64")
 
 
 def test_refusals_name_the_model_and_say_why() -> None:

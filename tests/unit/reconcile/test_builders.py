@@ -183,3 +183,52 @@ def test_variant_quantization_and_sim_profile() -> None:
     assert dep["metadata"]["name"] == "chat-fp8"
     # sim pods request no GPU unless asked, so they fit on CPU-only process nodes and on KWOK nodes alike
     assert dep["spec"]["template"]["spec"]["containers"][0]["resources"] == {}
+
+
+SLOW_VARIANT = {
+    "model": {"source": "hf://org/m"},
+    "engine": {
+        "kind": "sim",
+        "args": ["--max-num-seqs=64"],
+        "env": [{"name": "LOG_LEVEL", "value": "info"}, {"name": "KEEP", "value": "base"}],
+        "sim": {"decodeTokensPerSecond": 50, "maxBatch": 4, "prefillTokensPerSecond": 4000},
+    },
+    "resources": {"gpus": 0},
+    "variants": [
+        {
+            "name": "slow",
+            "quantization": "fp8_per_tensor",
+            "engine": {
+                "args": ["--max-num-seqs=8"],
+                "env": [{"name": "LOG_LEVEL", "value": "debug"}],
+                "sim": {"prefillTokensPerSecond": 200, "startupSeconds": 0.5},
+            },
+        },
+        {"name": "same", "quantization": "fp8_per_tensor"},
+    ],
+}
+
+
+def test_variant_engine_override_changes_only_that_variants_pods() -> None:
+    model = ModelObject.from_body(model_body(SLOW_VARIANT))
+    slow, base = build_engine_config(model, "slow", SETTINGS), build_engine_config(model, "base", SETTINGS)
+    assert slow.sim is not None and base.sim is not None
+    # the variant's sim fields replace the base's one by one; the others are inherited
+    assert (slow.sim.prefill_tokens_per_s, slow.sim.startup_s) == (200, 0.5)
+    assert (slow.sim.decode_tokens_per_s, slow.sim.max_batch) == (50, 4)
+    assert (base.sim.prefill_tokens_per_s, base.sim.startup_s) == (4000, 0.0)
+    assert slow.extra_args == ["--max-num-seqs=64", "--max-num-seqs=8"]  # appended: the last value wins
+    assert base.extra_args == build_engine_config(model, "same", SETTINGS).extra_args == ["--max-num-seqs=64"]
+    cm = build_config_map(model, "slow", SETTINGS)
+    assert json.loads(cm["data"]["engine.json"])["sim"]["prefill_tokens_per_s"] == 200
+    dep = build_deployment(model, "slow", SETTINGS, 1)
+    env = {e["name"]: e.get("value") for e in dep["spec"]["template"]["spec"]["containers"][0]["env"]}
+    assert (env["LOG_LEVEL"], env["KEEP"]) == ("debug", "base")
+    _check_golden("deployment-slow-variant", dep)
+    hashes = {
+        v: build_deployment(model, v, SETTINGS, 1)["spec"]["template"]["metadata"]["annotations"][
+            "dialogue.dev/config-hash"
+        ]
+        for v in ("base", "same", "slow")
+    }
+    assert hashes["slow"] != hashes["same"]
