@@ -30,6 +30,13 @@ PRINTER_COLUMNS: list[dict[str, Any]] = [
         "description": "Why the model is (not) ready.",
         "priority": 1,
     },
+    {
+        "name": "Variant",
+        "type": "string",
+        "jsonPath": '.status.conditions[?(@.type=="VariantReady")].reason',
+        "description": "Step of the rollout's target variant (Compressing, Evaluating, Canary, Promoted, ...).",
+        "priority": 1,
+    },
     {"name": "Replicas", "type": "integer", "jsonPath": ".status.replicas", "description": "Runtime pods."},
     {
         "name": "Available",

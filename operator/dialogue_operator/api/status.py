@@ -10,6 +10,8 @@ from pydantic.alias_generators import to_camel
 CONDITION_READY = "Ready"
 CONDITION_PROGRESSING = "Progressing"
 CONDITION_DEGRADED = "Degraded"
+# The rollout target's step (Compressing, Evaluating, Canary, Promoted, RolledBack, QualityGateFailed, ...).
+CONDITION_VARIANT_READY = "VariantReady"
 
 # Condition reasons (CamelCase, as Kubernetes conventions ask).
 REASON_AVAILABLE = "Available"
@@ -37,7 +39,10 @@ class StatusModel(BaseModel):
 class Condition(StatusModel):
     """A Kubernetes-style condition (metav1.Condition)."""
 
-    type: str = Field(description="Condition type: Ready, Progressing or Degraded.", max_length=316)
+    type: str = Field(
+        description="Condition type: Ready, Progressing, Degraded, or VariantReady (the rollout target's step).",
+        max_length=316,
+    )
     status: Literal["True", "False", "Unknown"] = Field(description="Condition status.")
     reason: str = Field(description="CamelCase reason for the last transition.", max_length=1024)
     message: str = Field(default="", description="Human-readable detail.", max_length=32_768)
@@ -65,7 +70,7 @@ class DialogueModelStatus(StatusModel):
     observed_generation: int | None = Field(default=None, ge=0, description="Spec generation last reconciled.")
     conditions: list[Condition] = Field(
         default_factory=list,
-        description="Ready, Progressing and Degraded conditions.",
+        description="Ready, Progressing and Degraded conditions; VariantReady while spec.rollout has a target.",
         json_schema_extra={"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["type"]},
     )
     replicas: int = Field(default=0, ge=0, description="Runtime pods across all variants.")

@@ -29,6 +29,7 @@ from dialogue_operator.reconcile.hashing import needs_apply
 from dialogue_operator.reconcile.labels import child_name, model_selector, selector_string
 from dialogue_operator.reconcile.model import ModelObject
 from dialogue_operator.reconcile.observed import ChildKey, Observed
+from dialogue_operator.reconcile.variant_condition import CONDITION_VARIANT_READY, variant_condition
 from dialogue_operator.settings import Settings
 
 MANAGED_KINDS = ("ConfigMap", "Deployment", "NetworkPolicy", "PodDisruptionBudget", "Service")
@@ -192,9 +193,13 @@ def build_status(
         degraded = cond(st.CONDITION_DEGRADED, "True", problem.reason, problem.message)
     else:
         degraded = cond(st.CONDITION_DEGRADED, "False", st.REASON_AS_EXPECTED, "")
+    conditions = [ready, progressing, degraded]
+    variant = variant_condition(model)
+    if variant is not None:
+        conditions.append(cond(CONDITION_VARIANT_READY, *variant))
     return DialogueModelStatus(
         observed_generation=gen,
-        conditions=[ready, progressing, degraded],
+        conditions=conditions,
         replicas=sum(v.replicas for v in variants),
         ready_replicas=total_ready,
         selector=selector_string(model_selector(model)),

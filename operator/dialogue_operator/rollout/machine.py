@@ -18,6 +18,7 @@ Contract with the shell (the operator's reconcile):
 
 from __future__ import annotations
 
+import json
 from typing import NamedTuple
 
 from dialogue_operator.rollout.analysis import analyze, window
@@ -69,6 +70,20 @@ def _end_without_traffic(
         update={"weights": _all_stable(state), "step_started_s": None, "baseline": None}
     )
     return ended, _warning(reason, message)
+
+
+def _compressed_event(target: str, message: str) -> Event:
+    """CompressionSucceeded, or ArtifactReused when the Job found the finished artifact (its JSON result says)."""
+    try:
+        result = json.loads(message) if message else {}
+    except ValueError:
+        result = {}
+    if not isinstance(result, dict):
+        result = {}
+    where = f" ({result['artifact']})" if result.get("artifact") else ""
+    if result.get("reused"):
+        return _normal("ArtifactReused", f"{target}: the compressed artifact exists{where}; nothing compressed")
+    return _normal("CompressionSucceeded", f"{target} compressed{where}")
 
 
 def _steady_actions(state: RolloutState) -> tuple[Action, ...]:
@@ -215,7 +230,7 @@ def _transition(
             ended, event = _end_without_traffic(state, Phase.FAILED, now_s, "CompressionFailed", msg)
             return ended, [event]
         if obs.compression.state is JobState.SUCCEEDED:
-            done = _normal("CompressionSucceeded", f"{target} compressed")
+            done = _compressed_event(target, obs.compression.message)
             if spec.quality_gate:
                 return _goto(state, Phase.EVALUATING, now_s), [
                     done,

@@ -380,3 +380,17 @@ def test_state_round_trips_through_status_json_in_camel_case() -> None:
 def test_bad_traffic_steps_are_refused(steps: tuple[int, ...]) -> None:
     with pytest.raises(ValidationError, match="steps"):
         spec(steps=steps)
+
+
+def test_a_reused_artifact_is_an_artifact_reused_event_naming_it() -> None:
+    s = spec()
+    r = step(new_state("base"), Observation(compression=JobObservation(state=JobState.RUNNING)), s, 0)
+    result = {"artifact": "/models/compressed/.artifacts/chat--ab/W8A8--cd", "reused": True, "sizeBytes": 1}
+    reused = JobObservation(state=JobState.SUCCEEDED, message=json.dumps(result))
+    r = step(r.state, Observation(compression=reused), s, 1)
+    assert r.state.phase is Phase.EVALUATING
+    assert reasons(r) == ["ArtifactReused", "EvaluationStarted"]
+    assert "/models/compressed/.artifacts/chat--ab/W8A8--cd" in r.events[0].message
+    fresh = JobObservation(state=JobState.SUCCEEDED, message=json.dumps({**result, "reused": False}))
+    r = step(step(new_state("base"), Observation(), s, 0).state, Observation(compression=fresh), s, 1)
+    assert reasons(r)[0] == "CompressionSucceeded" and "W8A8--cd" in r.events[0].message
