@@ -7,6 +7,9 @@ ServiceAccount, 1 s rollout tick) and, for the analysis, the real gateway (chart
 - A canary whose engine keeps dying (its process is killed, as the OOM killer would) is rolled back: phase
   RolledBack, reason CanaryCrashLooping, its Deployment removed, while the base keeps its Ready replica.
 - spec.rollout.paused holds the split, clearing it resumes, spec.rollout.abort sends all traffic back to base.
+- A canary slower than the TTFT threshold (a per-variant sim profile) is rolled back with the measured ratio in
+  status.rollout and the VariantReady condition, while the base serves every request.
+- The API server refuses bad quality gates and engine overrides, naming the field.
 """
 
 from __future__ import annotations
@@ -230,6 +233,73 @@ def test_online_quantized_variant_steps_up_and_is_promoted_without_a_failed_requ
             load.stop()
         if watcher is not None:
             watcher.stop()
+        for proc in procs.started:
+            proc.popen.terminate()
+            proc.popen.wait(timeout=20)
+
+
+def _condition(dm: dict[str, Any], type_: str) -> dict[str, Any]:
+    return next((c for c in (dm.get("status") or {}).get("conditions") or [] if c["type"] == type_), {})
+
+
+def test_canary_slower_than_the_threshold_is_rolled_back_with_the_ttft_numbers(
+    cluster: LocalCluster,
+    namespace: str,
+    start_operator: Callable[[list[str]], OperatorProcess],  # noqa: F811
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+) -> None:
+    """A variant whose engine prefills 100x slower (spec.variants[].engine.sim) fails the TTFT analysis at its
+    first step: RolledBack with the measured ratio, the canary removed, the base serving every request."""
+    procs = Procs(tmp_path)
+    load: StreamLoad | None = None
+    try:
+        rollout = {"steps": [50, 100], "stepDurationSeconds": 60, "analysis": {"minSamples": 5, "maxTtftP95Ratio": 3}}
+        manifest = dialogue_model(rollout)
+        slow_engine = {"sim": {"prefillTokensPerSecond": 40}}  # base: 4000 tokens/s
+        manifest["spec"]["variants"] = [{"name": "slow", "quantization": "fp8", "engine": slow_engine}]
+        manifest["spec"]["rollout"]["targetVariant"] = "slow"
+        gateway = start_gateway(cluster, namespace, procs)
+        step("applying the DialogueModel (sim base + a 100x slower-prefill variant, rollout 50 -> 100)")
+        cluster.kubectl("apply", "-n", namespace, "-f", "-", input=yaml.safe_dump(manifest))
+        monkeypatch.setenv("DIALOGUE_OPERATOR_ROLLOUT_INTERVAL_S", "1")
+        monkeypatch.setenv("DIALOGUE_OPERATOR_GATEWAY_METRICS_URLS", gateway.url + "/metrics")
+        start_operator([namespace])
+        wait_for(
+            lambda: (model(cluster, namespace).get("status") or {}).get("readyReplicas", 0) >= 1,
+            timeout_s=90,
+            what="a Ready replica",
+        )
+        step("a replica is Ready: streaming load through the gateway (4 clients)")
+        load = StreamLoad(gateway.url, clients=4)
+        wait_for(lambda: phase(cluster, namespace, "RolledBack"), timeout_s=120, what="phase RolledBack")
+        wait_for(lambda: "slow" not in deployments(cluster, namespace), timeout_s=60, what="the canary gone")
+        time.sleep(1.0)  # the base goes on serving after the canary went
+        statuses = load.stop()
+        load = None
+
+        dm = model(cluster, namespace)
+        rolled_back = dm["status"]["rollout"]
+        analysis = rolled_back.get("lastAnalysis") or {}
+        step(f"rolled back: {rolled_back['reason']}: {rolled_back['message']}; {len(statuses)} requests")
+        assert rolled_back["reason"] == "AnalysisFailed", rolled_back
+        assert "TTFT p95" in rolled_back["message"] and "> maxTtftP95Ratio 3" in rolled_back["message"], rolled_back
+        assert analysis.get("verdict") == "Fail" and analysis["ttftP95Ratio"] > 3, analysis
+        assert analysis["canaryTtftP95S"] > analysis["stableTtftP95S"], analysis
+        assert rolled_back["weights"] == {"base": 100}, rolled_back
+        variant = _condition(dm, "VariantReady")
+        assert (variant.get("status"), variant.get("reason")) == ("False", "RolledBack"), variant
+        assert "slow rolled back, base serves: AnalysisFailed" in variant["message"], variant
+        assert f"= {analysis['ttftP95Ratio']:.2f} > maxTtftP95Ratio" in variant["message"], variant
+        assert _condition(dm, "Ready").get("status") == "True", dm["status"]["conditions"]
+        assert [(v["name"], v["weight"]) for v in dm["status"]["variants"]] == [("base", 100)], dm["status"]
+        warnings = [(e["type"], e["reason"]) for e in events(cluster, namespace)]
+        assert ("Warning", "AnalysisFailed") in warnings, warnings
+        assert len(statuses) >= 10, f"only {len(statuses)} requests were served"
+        assert set(statuses) == {200}, f"failed requests during the rollback: {[s for s in statuses if s != 200]}"
+    finally:
+        if load is not None:
+            load.stop()
         for proc in procs.started:
             proc.popen.terminate()
             proc.popen.wait(timeout=20)
