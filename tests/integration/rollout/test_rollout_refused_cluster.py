@@ -1,0 +1,431 @@
+"""Bad compressed variants refused on the local cluster, while each base keeps serving through the real gateway.
+
+Three DialogueModels in one namespace, one operator (the chart's ServiceAccount), sim engines for the bases:
+- `gated`: W4A16 group 64 on SmolLM2 (real llm-compressor, then the real quality gate on 8 golden dialogues):
+  recovery (~0.66) is far below the default 0.9 threshold, the gate refuses the variant, the rollout ends
+  Failed/QualityGateFailed with the numbers in status.rollout, the VariantReady condition and a Warning Event, and
+  no canary Deployment is ever created;
+- `nocal`: a W8A8 recipe whose calibration set (`pvc://models/calib/missing.jsonl`) does not exist: the Job
+  fails at once with CalibrationSetMissing naming the path;
+- `full`: FP8_DYNAMIC into a model store on a 48 MiB tmpfs (the artifact is ~167 MB): the Job's save hits ENOSPC,
+  it fails with StorageFull, and it leaves no half-written artifact (nor a serving link) a later run could take
+  for a finished one.
+None of them moves any traffic: status.rollout and status.variants never give the target a weight, and the
+streamed load on the three bases sees no failed request. Real compression and evaluation: marked `compress`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import shutil
+import subprocess
+import threading
+import time
+import urllib.request
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+import yaml
+
+from e2e import compress_env, engine_env
+from e2e.cluster.harness import LocalCluster
+from tests.integration.gateway.conftest import Procs
+from tests.integration.operator.conftest import (  # noqa: F401  (fixtures used by this module)
+    OperatorProcess,
+    bind_host_folder,
+    chart_release,
+    get_json,
+    start_operator,
+    wait_for,
+)
+from tests.integration.rollout.test_rollout_cluster import STARTED, start_gateway, step
+
+pytestmark = [pytest.mark.cluster, pytest.mark.compress, pytest.mark.timeout(900)]
+
+GATED, NOCAL, FULL = "gated", "nocal", "full"
+TARGETS = {GATED: "w4a16", NOCAL: "w8a8", FULL: "fp8"}
+SMALL_VOLUME_MIB = 48
+MISSING_CALIBRATION = "pvc://models/calib/missing.jsonl"
+FAST_CALIBRATION = {"numSamples": 8, "maxSequenceLength": 128}
+GATE_DIALOGUES = 8
+
+
+def refused_model(name: str, claim: str, variant: dict[str, Any]) -> dict[str, Any]:
+    """A sim base on the process-backed node (weights on `claim`) and a rollout to one compressed variant."""
+    return {
+        "apiVersion": "dialogue.dev/v1alpha1",
+        "kind": "DialogueModel",
+        "metadata": {"name": name},
+        "spec": {
+            "model": {"source": f"pvc://{claim}/smollm2"},
+            "engine": {"kind": "sim", "sim": {"decodeTokensPerSecond": 200, "maxDecodeTokensPerSecond": 2000}},
+            "scheduling": {"nodeSelector": {"dialogue.dev/node-kind": "process"}},
+            "replicas": 1,
+            "variants": [variant],
+            "rollout": {
+                "targetVariant": variant["name"],
+                "steps": [50, 100],
+                "stepDurationSeconds": 4,
+                "analysis": {"minSamples": 5, "maxErrorRate": 0.05, "maxTtftP95Ratio": 20},
+            },
+            "security": {"networkPolicy": False},
+        },
+    }
+
+
+def models() -> list[dict[str, Any]]:
+    w4a16 = {"scheme": "W4A16", "groupSize": 64, "calibration": {"dataset": "builtin:chat", **FAST_CALIBRATION}}
+    gate = {"maxDialogues": GATE_DIALOGUES}  # the default threshold (minRecovery 0.9), on fewer golden dialogues
+    w8a8 = {"scheme": "W8A8", "calibration": {"dataset": MISSING_CALIBRATION, **FAST_CALIBRATION}}
+    return [
+        refused_model(GATED, "models", {"name": TARGETS[GATED], "compression": w4a16, "qualityGate": gate}),
+        refused_model(NOCAL, "models", {"name": TARGETS[NOCAL], "compression": w8a8}),
+        refused_model(FULL, "small", {"name": TARGETS[FULL], "compression": {"scheme": "FP8_DYNAMIC"}}),
+    ]
+
+
+def link_base(store: Path) -> None:
+    """The base model in the store as symlinks to the cached SmolLM2 files (the pods see the host's tree)."""
+    (store / "smollm2").mkdir(parents=True)
+    for item in engine_env.smollm2_dir().iterdir():
+        os.symlink(item, store / "smollm2" / item.name)
+
+
+def rollout_of(dm: dict[str, Any]) -> dict[str, Any]:
+    return dict((dm.get("status") or {}).get("rollout") or {})
+
+
+def ended(cluster: LocalCluster, namespace: str, name: str) -> dict[str, Any] | None:
+    """The model once its rollout reached a terminal phase."""
+    dm = get_json(cluster, "dm", name, "-n", namespace)
+    return dm if rollout_of(dm).get("phase") in ("Failed", "RolledBack", "Aborted", "Promoted") else None
+
+
+def model_events(cluster: LocalCluster, namespace: str, name: str) -> list[tuple[str, str, str]]:
+    """(type, reason, message) of the DialogueModel's Events."""
+    items = get_json(cluster, "events", "-n", namespace, "--field-selector", f"involvedObject.name={name}")
+    found = [e for e in items.get("items", []) if (e.get("involvedObject") or {}).get("kind") == "DialogueModel"]
+    found.sort(key=lambda e: e.get("lastTimestamp") or e.get("eventTime") or "")
+    return [(e["type"], e["reason"], e.get("message", "")) for e in found]
+
+
+class KubectlWatch:
+    """`kubectl get RESOURCE --watch` in the background: every object version the API server sent, so a Deployment
+    created and deleted between two polls still shows up. The watch is restarted (with a fresh list) whenever the
+    API server ends it, e.g. when another session re-applies the CRD and its storage is reinitialized."""
+
+    def __init__(self, cluster: LocalCluster, namespace: str, resource: str, workdir: Path) -> None:
+        self.argv = [str(cluster.bins.kubectl), f"--kubeconfig={cluster.kubeconfig}", "get", resource, "-n", namespace]
+        self.argv += ["--watch", "--output-watch-events", "-o", "json"]
+        self.out = workdir / f"watch-{resource}.json"
+        self.err = workdir / f"watch-{resource}.err"
+        self.restarts = 0
+        self._stop = threading.Event()
+        self._proc: subprocess.Popen[bytes] | None = None
+        self._lock = threading.Lock()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+        wait_for(lambda: self._proc is not None, timeout_s=10, what=f"the {resource} watch")
+
+    def _run(self) -> None:
+        with self.out.open("ab") as out, self.err.open("ab") as err:
+            while True:
+                with self._lock:
+                    if self._stop.is_set():
+                        return
+                    self._proc = subprocess.Popen(self.argv, stdout=out, stderr=err)
+                self._proc.wait()
+                if self._stop.is_set():
+                    return
+                self.restarts += 1
+                step(f"{self.argv[3]} watch ended (exit {self._proc.returncode}); restarting it")
+                time.sleep(0.5)
+
+    def stop(self) -> list[dict[str, Any]]:
+        """Ends the watch (by pid) and returns the objects it saw, in order."""
+        with self._lock:
+            self._stop.set()
+            if self._proc is not None and self._proc.poll() is None:
+                self._proc.terminate()
+        self._thread.join(30)
+        text, pos, objects = self.out.read_text(), 0, []
+        decoder = json.JSONDecoder()
+        while True:
+            while pos < len(text) and text[pos].isspace():
+                pos += 1
+            if pos >= len(text):
+                return objects
+            try:
+                event, pos = decoder.raw_decode(text, pos)
+            except json.JSONDecodeError:  # a watch ended in the middle of an object; the next one relisted
+                nxt = text.find('\n{\n    "type"', pos)
+                if nxt < 0:
+                    return objects
+                pos = nxt
+                continue
+            objects.append(event["object"])
+
+
+class BaseLoad:
+    """Closed-loop streamed chats through the gateway, one client per model, until stopped."""
+
+    def __init__(self, gateway: str, names: list[str]) -> None:
+        self.statuses: dict[str, list[int]] = {name: [] for name in names}
+        self.failures: list[tuple[float, str, int]] = []  # (seconds since the test module started, model, status)
+        self._stop = threading.Event()
+        self._gateway = gateway
+        self._thread = threading.Thread(target=lambda: asyncio.run(self._run()), daemon=True)
+        self._thread.start()
+
+    async def _one(self, session: aiohttp.ClientSession, name: str, n: int) -> int:
+        messages = [{"role": "user", "content": f"hello {name} {n}"}]
+        body = {"model": name, "stream": True, "max_tokens": 8, "messages": messages}
+        try:
+            async with session.post(f"{self._gateway}/v1/chat/completions", json=body) as resp:
+                await resp.read()
+                return resp.status
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            step(f"request to {name} failed without a response: {type(exc).__name__}: {exc}")
+            return 0
+
+    async def _run(self) -> None:
+        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=120)) as session:
+
+            async def client(name: str) -> None:
+                n = 0
+                while not self._stop.is_set():
+                    status = await self._one(session, name, n)
+                    self.statuses[name].append(status)
+                    if status != 200:
+                        self.failures.append((time.monotonic() - STARTED, name, status))
+                    n += 1
+                    await asyncio.sleep(0.1)
+
+            await asyncio.gather(*(client(name) for name in self.statuses))
+
+    def stop(self) -> dict[str, list[int]]:
+        self._stop.set()
+        self._thread.join(150)
+        assert not self._thread.is_alive(), "the load's requests did not finish"
+        return self.statuses
+
+
+def answers(gateway: str, name: str) -> bool:
+    """One streamed chat to `name` through the gateway answered 200."""
+    body = {"model": name, "stream": True, "max_tokens": 4, "messages": [{"role": "user", "content": "hi"}]}
+    request = urllib.request.Request(
+        f"{gateway}/v1/chat/completions", data=json.dumps(body).encode(), headers={"Content-Type": "application/json"}
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=30) as resp:
+            resp.read()
+            return bool(resp.status == 200)
+    except OSError:  # URLError and HTTPError (503 while the gateway has no ready endpoint yet) are OSErrors
+        return False
+
+
+def mount_tmpfs(folder: Path, size_mib: int) -> None:
+    folder.mkdir(parents=True)
+    proc = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", f"size={size_mib}m,mode=0755", "tmpfs", str(folder)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if proc.returncode != 0:
+        pytest.fail(f"cannot mount a {size_mib} MiB tmpfs at {folder} (the test runs as root): {proc.stderr}")
+
+
+def unmount(folder: Path) -> None:
+    if subprocess.run(["umount", str(folder)], capture_output=True, check=False).returncode != 0:
+        subprocess.run(["umount", "-l", str(folder)], capture_output=True, check=False)  # a pod still holds it
+
+
+def traffic_to(seen: list[dict[str, Any]], name: str) -> list[tuple[str, int, int]]:
+    """(phase, status.rollout weight, status.variants weight) of the target in every version of model `name` that
+    gave it any weight."""
+    moved = []
+    for dm in seen:
+        if dm["metadata"]["name"] != name:
+            continue
+        status = dm.get("status") or {}
+        rollout_weight = int((rollout_of(dm).get("weights") or {}).get(TARGETS[name], 0))
+        variant_weight = next(
+            (v.get("weight", 0) for v in status.get("variants") or [] if v["name"] == TARGETS[name]), 0
+        )
+        if rollout_weight or variant_weight:
+            moved.append((str(rollout_of(dm).get("phase")), rollout_weight, int(variant_weight)))
+    return moved
+
+
+def phases_of(seen: list[dict[str, Any]], name: str) -> list[str]:
+    phases = [str(rollout_of(dm).get("phase") or "") for dm in seen if dm["metadata"]["name"] == name]
+    return [p for i, p in enumerate(phases) if p and (i == 0 or phases[i - 1] != p)]
+
+
+def variant_ready(dm: dict[str, Any]) -> dict[str, Any]:
+    """The DialogueModel's VariantReady condition (the rollout target's step), {} when absent."""
+    found = [c for c in (dm.get("status") or {}).get("conditions") or [] if c.get("type") == "VariantReady"]
+    return dict(found[0]) if found else {}
+
+
+def assert_nothing_moved(cluster: LocalCluster, namespace: str, name: str) -> dict[str, Any]:
+    """The ended rollout left all traffic on the base, which still has its Ready replica; returns the model."""
+    dm = get_json(cluster, "dm", name, "-n", namespace)
+    rollout = rollout_of(dm)
+    assert rollout["phase"] == "Failed", rollout
+    assert rollout["stableVariant"] == "base" and rollout["weights"] == {"base": 100}, rollout
+    variants = [(v["name"], v.get("weight")) for v in dm["status"].get("variants") or []]
+    assert variants == [("base", 100)], variants
+    assert dm["status"].get("readyReplicas") == 1, dm["status"]
+    cond = variant_ready(dm)
+    step(f"{name}: VariantReady {cond.get('status')}/{cond.get('reason')}: {cond.get('message')}")
+    assert cond.get("status") == "False", cond
+    return dm
+
+
+def test_bad_variants_are_refused_and_the_bases_keep_serving(
+    cluster: LocalCluster,
+    namespace: str,
+    start_operator: Callable[[list[str]], OperatorProcess],  # noqa: F811
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+) -> None:
+    if not compress_env.is_ready() or not engine_env.model_ready():
+        pytest.fail("the llm-compressor venv or SmolLM2 is missing: run `python -m e2e.setup engine compress`")
+    store, small = tmp_path / "models", tmp_path / "small"
+    link_base(store)
+    mount_tmpfs(small, SMALL_VOLUME_MIB)
+    procs = Procs(tmp_path)
+    volumes: list[str] = []
+    watches: list[KubectlWatch] = []
+    load: BaseLoad | None = None
+    started = time.monotonic()
+    try:
+        link_base(small)  # symlinks only: the tmpfs is empty but for them
+        volumes.append(
+            bind_host_folder(cluster, namespace, "models", str(store), storage="2Gi", access_mode="ReadWriteMany")
+        )
+        volumes.append(
+            bind_host_folder(
+                cluster, namespace, "small", str(small), storage=f"{SMALL_VOLUME_MIB}Mi", access_mode="ReadWriteMany"
+            )
+        )
+        gateway = start_gateway(cluster, namespace, procs)
+        watches = [KubectlWatch(cluster, namespace, kind, tmp_path) for kind in ("deployments", "dm")]
+        for body in models():
+            cluster.kubectl("apply", "-n", namespace, "-f", "-", input=yaml.safe_dump(body))
+        monkeypatch.setenv("DIALOGUE_OPERATOR_ROLLOUT_INTERVAL_S", "1")
+        monkeypatch.delenv("DIALOGUE_OPERATOR_GATEWAY_METRICS_URLS", raising=False)
+        start_operator([namespace])
+        step("operator started: waiting for the three bases to answer through the gateway")
+        for name in (GATED, NOCAL, FULL):
+            wait_for(lambda name=name: answers(gateway.url, name), timeout_s=120, what=f"{name}'s base answering 200")
+        load = BaseLoad(gateway.url, [GATED, NOCAL, FULL])
+        step(f"bases serving after {time.monotonic() - started:.0f} s: load on, waiting for the three refusals")
+
+        done: dict[str, float] = {}
+        deadline = time.monotonic() + 600
+        while len(done) < 3:
+            assert time.monotonic() < deadline, f"rollouts still running after 600 s (ended: {sorted(done)})"
+            for name in (NOCAL, FULL, GATED):
+                if name not in done and ended(cluster, namespace, name) is not None:
+                    done[name] = time.monotonic() - started
+                    rollout = rollout_of(get_json(cluster, "dm", name, "-n", namespace))
+                    step(f"{name} ended after {done[name]:.0f} s: {rollout.get('reason')}: {rollout.get('message')}")
+            time.sleep(1)
+        time.sleep(3)  # the bases keep serving after the last refusal
+        statuses = load.stop()
+        failures = load.failures
+        load = None
+        deployments_seen = watches[0].stop()
+        models_seen = watches[1].stop()
+        watches = []
+
+        for at_s, name, code in failures:
+            step(f"FAILED request at {at_s:.1f} s: {name} answered {code}")
+        for name, codes in statuses.items():
+            step(f"{name}: {len(codes)} requests to the base, statuses {sorted(set(codes))}")
+            assert len(codes) >= 5, f"only {len(codes)} requests to {name} during the test"
+            assert set(codes) == {200}, f"failed requests to {name}'s base: {[c for c in codes if c != 200]}"
+        labels = [d["metadata"].get("labels") or {} for d in deployments_seen]
+        created = {(lb.get("dialogue.dev/model"), lb.get("dialogue.dev/variant")) for lb in labels}
+        assert created == {(n, "base") for n in (GATED, NOCAL, FULL)}, f"Deployments ever created: {created}"
+        for name in (GATED, NOCAL, FULL):
+            assert traffic_to(models_seen, name) == [], f"{name}'s target got traffic: {traffic_to(models_seen, name)}"
+
+        # 2. The missing calibration set: the Job's reason and the path, quoted; the rollout never compressed.
+        dm = assert_nothing_moved(cluster, namespace, NOCAL)
+        rollout, cond = rollout_of(dm), variant_ready(dm)
+        assert rollout["reason"] == "CompressionFailed", rollout
+        assert "CalibrationSetMissing" in rollout["message"] and "calib/missing.jsonl" in rollout["message"], rollout
+        # KNOWN BUG (bugs-for-api.md, 1): the condition's reason is the generic CompressionFailed; the Job's own
+        # reason is only quoted in the message. Tighten to == "CalibrationSetMissing" once fixed.
+        assert cond["reason"] in ("CalibrationSetMissing", "CompressionFailed"), cond
+        assert "CalibrationSetMissing" in cond["message"] and "calib/missing.jsonl" in cond["message"], cond
+        assert rollout["compression"]["state"] == "Failed", rollout
+        warnings = [(r, m) for t, r, m in model_events(cluster, namespace, NOCAL) if t == "Warning"]
+        assert any(r == "CompressionFailed" and "CalibrationSetMissing" in m for r, m in warnings), warnings
+        assert phases_of(models_seen, NOCAL)[-2:] == ["Compressing", "Failed"], phases_of(models_seen, NOCAL)
+        assert not (store / "compressed" / f"{NOCAL}-{TARGETS[NOCAL]}").exists()
+
+        # 3. The full volume: StorageFull quoting ENOSPC, and nothing left that looks like an artifact.
+        dm = assert_nothing_moved(cluster, namespace, FULL)
+        rollout, cond = rollout_of(dm), variant_ready(dm)
+        assert rollout["reason"] == "CompressionFailed", rollout
+        assert "StorageFull" in rollout["message"] and "no space left" in rollout["message"].lower(), rollout
+        # KNOWN BUG (bugs-for-api.md, 1): as above, the Job's reason StorageFull is only in the message.
+        assert cond["reason"] in ("StorageFull", "CompressionFailed"), cond
+        assert "StorageFull" in cond["message"] and "no space left" in cond["message"].lower(), cond
+        warnings = [(r, m) for t, r, m in model_events(cluster, namespace, FULL) if t == "Warning"]
+        assert any(r == "CompressionFailed" and "StorageFull" in m for r, m in warnings), warnings
+        assert phases_of(models_seen, FULL)[-2:] == ["Compressing", "Failed"], phases_of(models_seen, FULL)
+        link = small / "compressed" / f"{FULL}-{TARGETS[FULL]}"
+        assert not link.exists() and not link.is_symlink(), f"a serving link was left at {link}"
+        left = sorted(str(p.relative_to(small)) for p in (small / "compressed").rglob("*"))
+        step(f"{FULL}: left on the small volume: {left}; {shutil.disk_usage(small).used / 2**20:.1f} MiB used")
+        # Only the per-model folder and its lock file remain: no partial output, no artifact folder.
+        assert [p.name for p in (small / "compressed").iterdir()] == [".artifacts"], left
+        outputs = [p for p in (small / "compressed" / ".artifacts").glob("*/*") if not p.name.startswith(".lock-")]
+        assert outputs == [], f"half-written output left on the volume: {left}"
+        assert shutil.disk_usage(small).used < 4 * 2**20, "the half-written output still fills the volume"
+
+        # 1. The quality gate refused W4A16 g64 with its numbers; the artifact exists but never served.
+        dm = assert_nothing_moved(cluster, namespace, GATED)
+        rollout, cond = rollout_of(dm), variant_ready(dm)
+        evaluation = rollout["evaluation"]
+        step(f"{GATED}: gate {evaluation}")
+        assert rollout["reason"] == "QualityGateFailed", rollout
+        assert evaluation["eligible"] is False and evaluation["threshold"] == 0.9, evaluation
+        assert evaluation["recovery"] < evaluation["threshold"], evaluation
+        assert f"recovery {evaluation['recovery']}" in rollout["message"], rollout
+        assert "threshold 0.9" in rollout["message"], rollout
+        assert cond["reason"] == "QualityGateFailed", cond
+        assert f"recovery {evaluation['recovery']}" in cond["message"] and "threshold 0.9" in cond["message"], cond
+        warnings = [(r, m) for t, r, m in model_events(cluster, namespace, GATED) if t == "Warning"]
+        assert any(r == "QualityGateFailed" and f"recovery {evaluation['recovery']}" in m for r, m in warnings), (
+            warnings
+        )
+        assert phases_of(models_seen, GATED)[-3:] == ["Compressing", "Evaluating", "Failed"], phases_of(
+            models_seen, GATED
+        )
+        step(f"ended: {NOCAL} {done[NOCAL]:.0f} s, {FULL} {done[FULL]:.0f} s, {GATED} {done[GATED]:.0f} s")
+    finally:
+        if load is not None:
+            load.stop()
+        for watch in watches:
+            watch.stop()
+        for proc in procs.started:
+            proc.popen.terminate()
+            proc.popen.wait(timeout=20)
+        for name in (GATED, NOCAL, FULL):  # the pods go before the tmpfs does
+            cluster.kubectl("delete", "dm", name, "-n", namespace, "--ignore-not-found", "--wait=false", check=False)
+        cluster.kubectl("delete", "pvc", "--all", "-n", namespace, "--wait=false", check=False)
+        for volume in volumes:
+            cluster.kubectl("delete", "pv", volume, "--ignore-not-found", "--wait=false", check=False)
+        unmount(small)
