@@ -1,8 +1,10 @@
 """A compressed variant rolled out on the local cluster from start to end: the operator creates the compression Job
 (real llm-compressor W8A8 on SmolLM2, in the compress venv on the process-backed node), then the quality-gate Job
 (real evaluation against the base), then the canary (sim engine) behind the real gateway, steps 50 -> 100 under a
-streamed load and promotes it; no request fails. Slow on CPU (minutes): marked `compress`. A recipe the model
-cannot take (W4A16 group 128 on a hidden size of 576) fails the rollout quoting the Job's error; no canary starts.
+streamed load and promotes it; no request fails; the VariantReady condition says each step (scheme, Job, gate).
+The same recipe under another variant name is not compressed again (ArtifactReused, "artifact reused" in the
+condition). Slow on CPU (minutes): marked `compress`. A recipe the model cannot take (W4A16 group 128 on a
+hidden size of 576) fails the rollout quoting the Job's error; no canary starts.
 """
 
 from __future__ import annotations
@@ -39,6 +41,13 @@ from tests.integration.rollout.test_rollout_cluster import (
 )
 
 pytestmark = [pytest.mark.cluster, pytest.mark.compress, pytest.mark.timeout(900)]
+
+
+def variant_ready(cluster: LocalCluster, namespace: str, reason: str) -> dict[str, Any] | None:
+    """The model's VariantReady condition when its reason is `reason`."""
+    dm = get_json(cluster, "dm", MODEL, "-n", namespace)
+    found = [c for c in (dm.get("status") or {}).get("conditions") or [] if c["type"] == "VariantReady"]
+    return found[0] if found and found[0]["reason"] == reason else None
 
 
 def compressed_model() -> dict[str, Any]:
@@ -104,10 +113,23 @@ def test_w8a8_is_compressed_gated_and_promoted_by_the_operator(
 
         compress_job = wait_for(lambda: jobs().get("compress"), timeout_s=60, what="the compression Job")
         assert compress_job["metadata"]["ownerReferences"][0]["name"] == MODEL
+        compressing = wait_for(
+            lambda: variant_ready(cluster, namespace, "Compressing"), timeout_s=60, what="Compressing"
+        )
+        step(f"VariantReady: {compressing['reason']}: {compressing['message']}")
+        assert compressing["status"] == "False", compressing
+        assert compressing["message"].startswith(
+            "w8a8: compressing W8A8 (GPTQ calibration on 8 samples of builtin:chat"
+        )
+        assert f"Job {compress_job['metadata']['name']}" in compressing["message"], compressing
         wait_for(lambda: phase(cluster, namespace, "Evaluating"), timeout_s=600, what="compression done")
         compressed_s = time.monotonic() - started
         step(f"compressed after {compressed_s:.0f} s: the quality gate runs")
         assert (store / "compressed" / f"{MODEL}-w8a8").is_symlink()
+        evaluating = wait_for(lambda: variant_ready(cluster, namespace, "Evaluating"), timeout_s=60, what="Evaluating")
+        step(f"VariantReady: {evaluating['reason']}: {evaluating['message']}")
+        assert "quality gate against base on builtin:default, minRecovery 0.9" in evaluating["message"], evaluating
+        assert "compressed into /models/compressed/.artifacts/" in evaluating["message"], evaluating
         wait_for(lambda: phase(cluster, namespace, "Canary"), timeout_s=600, what="quality gate passed")
         gated_s = time.monotonic() - started
         step(f"gate passed after {gated_s:.0f} s: waiting for a Ready canary, then load")
@@ -134,6 +156,28 @@ def test_w8a8_is_compressed_gated_and_promoted_by_the_operator(
         step(f"gate: {gate['message']}")
         assert "recovery" in gate["message"]
         assert set(statuses) == {200}, f"failed requests during the rollout: {[s for s in statuses if s != 200]}"
+        done = wait_for(lambda: variant_ready(cluster, namespace, "Promoted"), timeout_s=30, what="VariantReady")
+        assert done["status"] == "True" and "recovery" in done["message"], done
+
+        # The same recipe under another variant name: the compression Job finds the artifact and compresses nothing.
+        body = compressed_model()
+        again = {**body["spec"]["variants"][0], "name": "again", "qualityGate": {"maxDialogues": 2}}
+        patch = {"spec": {"variants": [*body["spec"]["variants"], again], "rollout": {"targetVariant": "again"}}}
+        cluster.kubectl("patch", "dm", MODEL, "-n", namespace, "--type", "merge", "-p", yaml.safe_dump(patch))
+        reuse_started = time.monotonic()
+        reused = wait_for(
+            lambda: next((e for e in events(cluster, namespace) if e["reason"] == "ArtifactReused"), None),
+            timeout_s=180,
+            what="the ArtifactReused event",
+        )
+        step(f"re-applied the recipe: {reused['message']} ({time.monotonic() - reuse_started:.0f} s)")
+        artifact = os.path.realpath(store / "compressed" / f"{MODEL}-w8a8")
+        assert os.path.realpath(store / "compressed" / f"{MODEL}-again") == artifact
+        assert Path(artifact).name in reused["message"], reused
+        evaluating = wait_for(lambda: variant_ready(cluster, namespace, "Evaluating"), timeout_s=60, what="Evaluating")
+        assert evaluating["message"].startswith("again: quality gate"), evaluating
+        assert "artifact reused from /models/compressed/.artifacts/" in evaluating["message"], evaluating
+        assert "(nothing compressed)" in evaluating["message"], evaluating
     finally:
         if load is not None:
             load.stop()
@@ -177,3 +221,7 @@ def test_a_recipe_the_model_cannot_take_fails_quoting_the_error_and_no_canary_st
     assert not (store / "compressed" / f"{MODEL}-w4a16").exists()
     warnings = [(e["type"], e["reason"]) for e in events(cluster, namespace)]
     assert ("Warning", "CompressionFailed") in warnings, warnings
+    condition = wait_for(
+        lambda: variant_ready(cluster, namespace, "CompressionFailed"), timeout_s=30, what="VariantReady"
+    )
+    assert condition["status"] == "False" and "576" in condition["message"], condition
