@@ -195,3 +195,25 @@ def test_a_changed_recipe_replaces_the_old_compression_job() -> None:
     names = [o["metadata"]["name"] for o in api.objects["jobs"]]
     assert api.deleted == [old] and len(names) == 1 and names[0] != old
     assert ("Normal", "RolloutStarted") in [(t, r) for t, r, _ in api.events[2:]]
+
+
+def test_the_spec_quality_gate_reaches_the_evaluation_job_and_a_refusal_keeps_the_numbers() -> None:
+    api = FakeApi()
+    shell = RolloutShell(api, _no_fetch)
+    gate = {"minRecovery": 0.97, "minAgreement": 0.8, "maxDialogues": 4}
+    dm = body({**W8A8, "qualityGate": gate})
+    asyncio.run(shell.tick(dm, 100.0))
+    finish(api, "jobs", "compress", '{"artifact": "/models/compressed/x", "reused": true}')
+    asyncio.run(shell.tick(dm, 101.0))
+    evaluation = api.applied[-1][1]
+    args = evaluation["spec"]["template"]["spec"]["containers"][0]["args"]
+    assert args[args.index("--threshold") + 1] == "0.97" and args[args.index("--min-agreement") + 1] == "0.8"
+    assert args[args.index("--limit") + 1] == "4"
+    assert "ArtifactReused" in [e[1] for e in api.events]
+    verdict = {"eligible": False, "recovery": 0.95, "agreement": 0.9, "threshold": 0.97, "reasons": ["recovery low"]}
+    finish(api, "jobs", "evaluate", json.dumps(verdict))
+    asyncio.run(shell.tick(dm, 102.0))
+    rollout = merged(api.patches)
+    assert (rollout["phase"], rollout["reason"], rollout["weights"]) == ("Failed", "QualityGateFailed", {"base": 100})
+    assert "recovery 0.95, agreement 0.9, threshold 0.97" in rollout["message"]
+    assert rollout["evaluation"]["threshold"] == 0.97 and rollout["evaluation"]["eligible"] is False
