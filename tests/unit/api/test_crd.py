@@ -68,7 +68,7 @@ def test_printer_columns_scale_and_status_subresources() -> None:
 def test_cel_rules_carry_messages_naming_fields() -> None:
     rules = [r for _, node in _walk(_crd_schema()) for r in node.get("x-kubernetes-validations", [])]
     messages = " | ".join(r["message"] for r in rules)
-    for needle in ("spec.replicas", "minReplicas", "--port", "targetVariant", "servedName", "gpus"):
+    for needle in ("spec.replicas", "minReplicas", "--port", "targetVariant", "servedName", "gpus", "qualityGate"):
         assert needle in messages
     assert any("oldSelf" in r["rule"] for r in rules), "an immutability rule is expected"
 
