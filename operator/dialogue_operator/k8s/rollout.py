@@ -26,7 +26,7 @@ from pydantic import ValidationError
 from dialogue_operator.api import BASE_VARIANT
 from dialogue_operator.autoscale.collector import Fetch
 from dialogue_operator.k8s.resources import POD, Resource
-from dialogue_operator.reconcile.jobs import build_compression_job, build_evaluation_job
+from dialogue_operator.reconcile.jobs import build_compression_job, build_evaluation_job, paths_as_written
 from dialogue_operator.reconcile.model import InvalidSpec, ModelObject
 from dialogue_operator.rollout import (
     ActionKind,
@@ -44,7 +44,12 @@ from dialogue_operator.rollout import (
 )
 from dialogue_operator.rollout.from_api import rollout_spec
 from dialogue_operator.rollout.gateway_metrics import variant_metrics
-from dialogue_operator.rollout.observe import canary_status, compression_observation, evaluation_observation
+from dialogue_operator.rollout.observe import (
+    as_written,
+    canary_status,
+    compression_observation,
+    evaluation_observation,
+)
 
 log = logging.getLogger(__name__)
 
@@ -193,7 +198,7 @@ class RolloutShell:
             if spec.needs_compression:
                 comp, job = await self._job(model, target, ActionKind.ENSURE_COMPRESSION_JOB)
                 jobs.update(job)
-                compression = JobObservation(state=comp.state, message=comp.message)
+                compression = JobObservation(state=comp.state, reason=comp.reason, message=comp.message)
             if spec.quality_gate:
                 ev, job = await self._job(model, target, ActionKind.ENSURE_EVALUATION_JOB)
                 jobs.update(job)
@@ -248,6 +253,9 @@ class RolloutShell:
         if live is not None:
             pods = (await self.api.list(POD, f"{JOB_NAME_LABEL}={name}", model.namespace)).get("items") or []
         observed = compression_observation(live, pods) if compress else evaluation_observation(live, pods)
+        if observed.state is JobState.FAILED:  # name the calibration/golden set as the spec does, not the mount
+            message = as_written(observed.message, paths_as_written(model, variant))
+            observed = observed.model_copy(update={"message": message})
         return observed, ({kind: job} if live is None else {})  # a Job's template is immutable: apply it once
 
     async def _ensure_job(self, model: ModelObject, job: dict[str, Any]) -> None:

@@ -202,6 +202,26 @@ def _golden_arg(model: ModelObject, claim: str, golden_set: str) -> tuple[str, l
     return f"{GOLDEN_SET_MOUNT}/{path}", [Mount("golden", golden_claim, GOLDEN_SET_MOUNT, read_only=True)]
 
 
+def paths_as_written(model: ModelObject, variant: str) -> dict[str, str]:
+    """{path in the Job: reference in the spec} for the variant's pvc:// calibration and golden sets, so a
+    condition quoting a Job's error (`calibration set not found: /models/calib/x.jsonl`) can name what the user
+    wrote (`pvc://models/calib/x.jsonl`). Empty when the spec has no such reference or the Jobs cannot be built."""
+    spec = model.spec.variant(variant)
+    if spec is None:
+        return {}
+    written: dict[str, str] = {}
+    try:
+        claim, _ = _base_volume(model)
+        calibration = spec.compression.calibration if spec.compression is not None else None
+        if calibration is not None and calibration.dataset.startswith("pvc://"):
+            written[_calibration_arg(model, claim, calibration.dataset)[0]] = calibration.dataset
+        if spec.gated and spec.gate.golden_set.startswith("pvc://"):
+            written[_golden_arg(model, claim, spec.gate.golden_set)[0]] = spec.gate.golden_set
+    except InvalidSpec:
+        return {}  # the Jobs are not built either; the condition quotes InvalidSpec's own message
+    return written
+
+
 def build_evaluation_job(model: ModelObject, variant: str, image: str) -> dict[str, Any]:
     """The Job that scores `variant` against the base on the golden dialogues (the quality gate), with the
     threshold, agreement floor, golden set and dialogue count of the variant's `qualityGate`."""

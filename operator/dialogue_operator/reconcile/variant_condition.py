@@ -7,9 +7,11 @@ with `kubectl describe` or `kubectl wait --for=condition=VariantReady`:
 - False while the target is being built: reason Pending, Compressing (scheme, calibration, Job name) or
   Evaluating (golden set, threshold, Job name; the message says whether the artifact was reused);
 - True once it serves: reason Canary (step and weight) or Paused, then Promoted;
-- False when it never will: CompressionFailed, EvaluationFailed or QualityGateFailed (quoting the Job's error
-  or the gate's numbers), RolledBack (the failed analysis's numbers, a crash-looping or never Ready canary),
-  Aborted. The base keeps serving, so the model's Ready condition is not affected.
+- False when it never will: the failed Job's own reason (CalibrationSetMissing, StorageFull, InvalidRecipe,
+  ModelNotFound, GoldenSetMissing, ...; CompressionFailed or EvaluationFailed when it gave none) quoting its
+  error with paths as the spec names them, QualityGateFailed (the gate's numbers), RolledBack (the failed
+  analysis's numbers, a crash-looping or never Ready canary), Aborted. The base keeps serving, so the model's
+  Ready condition is not affected.
 
 The condition carries no ticking clock (elapsed seconds would rewrite status on every reconcile):
 `lastTransitionTime` says since when a step runs, and the Jobs' logs print each step with its duration.

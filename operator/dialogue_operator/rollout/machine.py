@@ -2,7 +2,8 @@
 
 Phases: Pending -> [Compressing] -> [Evaluating] -> Canary(step i, weight w) <-> Paused -> Promoted, or
 RolledBack (analysis failed, canary crash-looping or never Ready), Aborted (spec.abort or rollout removed),
-Failed (compression or evaluation failed, or the quality gate refused the variant: no traffic ever moved).
+Failed (compression or evaluation failed, with the Job's own reason, or the quality gate refused the variant:
+no traffic ever moved).
 
 Contract with the shell (the operator's reconcile):
 - `now_s` is wall-clock Unix time in seconds (the state survives operator restarts, so no monotonic clock).
@@ -36,6 +37,10 @@ from dialogue_operator.rollout.model import (
 )
 
 _MAX_TRANSITIONS_PER_STEP = 8
+# A failed Job's reason is its own (`StorageFull`, `CalibrationSetMissing`, `GoldenSetMissing`, ...: what an alert
+# or `kubectl wait` can match); these are used when it gave none (a crash, a refused spec, a deadline).
+REASON_COMPRESSION_FAILED = "CompressionFailed"
+REASON_EVALUATION_FAILED = "EvaluationFailed"
 
 
 class StepResult(NamedTuple):
@@ -227,7 +232,8 @@ def _transition(
     if phase is Phase.COMPRESSING:
         if obs.compression.state is JobState.FAILED:
             msg = f"compression of {target} failed: {obs.compression.message or 'no message'}"
-            ended, event = _end_without_traffic(state, Phase.FAILED, now_s, "CompressionFailed", msg)
+            reason = obs.compression.reason or REASON_COMPRESSION_FAILED
+            ended, event = _end_without_traffic(state, Phase.FAILED, now_s, reason, msg)
             return ended, [event]
         if obs.compression.state is JobState.SUCCEEDED:
             done = _compressed_event(target, obs.compression.message)
@@ -243,7 +249,8 @@ def _transition(
         ev = obs.evaluation
         if ev.state is JobState.FAILED:
             msg = f"evaluation of {target} failed: {ev.message or 'no message'}"
-            ended, event = _end_without_traffic(state, Phase.FAILED, now_s, "EvaluationFailed", msg)
+            reason = ev.reason or REASON_EVALUATION_FAILED
+            ended, event = _end_without_traffic(state, Phase.FAILED, now_s, reason, msg)
             return ended, [event]
         if ev.state is JobState.SUCCEEDED:
             numbers = f"recovery {ev.recovery}, agreement {ev.agreement}, threshold {ev.threshold}"

@@ -83,11 +83,14 @@ class JobState(StrEnum):
 
 class JobObservation(_Data):
     state: JobState = JobState.ABSENT
+    # The Job's own CamelCase reason for a failure (`StorageFull`, `CalibrationSetMissing`, ...), when it wrote one.
+    reason: str | None = None
     message: str = ""
 
 
 class EvaluationObservation(_Data):
     state: JobState = JobState.ABSENT
+    reason: str | None = None  # as in JobObservation: `GoldenSetMissing`, `ModelNotFound`, ...
     eligible: bool | None = None
     recovery: float | None = None
     agreement: float | None = None

@@ -1,19 +1,24 @@
 """Turns Job and Pod objects (plain dicts, as read from the API) into rollout observations (pure).
 
 The compression and evaluation Jobs end with a one-line termination message (JSON on success, `<Reason>:
-<message>` on failure); the shell passes the Job and its pods, and these functions decide the JobState and
-carry the message, so a condition can quote the underlying error.
+<message>` on failure); the shell passes the Job and its pods, and these functions decide the JobState, split
+off the Job's own reason (so status, condition and Event carry `StorageFull` rather than a generic failure) and
+carry the message whole, so a condition can quote the underlying error.
 """
 
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterable, Mapping
 from typing import Any
 
 from dialogue_operator.rollout.model import EvaluationObservation, JobObservation, JobState
 
 CRASH_LOOP_RESTARTS = 3
+_JOB_REASON = re.compile(r"([A-Z][A-Za-z0-9]{1,62}): \S")
+# Python exception names are what a crashed job's log tail starts with, never a reason a Job chose.
+_NOT_A_REASON_SUFFIXES = ("Error", "Exception")
 
 
 def termination_message(pods: Iterable[Mapping[str, Any]]) -> str:
@@ -28,6 +33,31 @@ def termination_message(pods: Iterable[Mapping[str, Any]]) -> str:
                 if message and finished >= newest[0]:
                     newest = (finished, message)
     return newest[1]
+
+
+def failure_reason(message: str) -> str | None:
+    """The CamelCase reason a Job put before its message (`StorageFull: no space left ...` -> `StorageFull`).
+
+    None when there is none: a multi-line message is the log tail the kubelet fell back to (the job crashed
+    before writing its line), and `ValueError: ...` is a Python exception, not a reason the Job gave.
+    """
+    if "\n" in message:
+        return None
+    match = _JOB_REASON.match(message)
+    if match is None or match.group(1).endswith(_NOT_A_REASON_SUFFIXES):
+        return None
+    return match.group(1)
+
+
+def as_written(message: str, references: Mapping[str, str]) -> str:
+    """The Job's message naming each path as the user wrote it: `/models/calib/x.jsonl` becomes
+    `pvc://models/calib/x.jsonl (in the Job: /models/calib/x.jsonl)`; `references` maps container paths to
+    the spec's references. Only whole paths are replaced (not `/models/calib/x.jsonl.bak`), in one pass."""
+    paths = sorted((p for p, written in references.items() if p and p != written), key=len, reverse=True)
+    if not paths:
+        return message
+    pattern = re.compile(rf"(?<![\w./-])({'|'.join(map(re.escape, paths))})(?![\w/-]|\.[\w/-])")
+    return pattern.sub(lambda m: f"{references[m.group(1)]} (in the Job: {m.group(1)})", message)
 
 
 def job_state(job: Mapping[str, Any] | None) -> JobState:
@@ -52,18 +82,22 @@ def _failure_detail(job: Mapping[str, Any]) -> str:
 def compression_observation(job: Mapping[str, Any] | None, pods: Iterable[Mapping[str, Any]]) -> JobObservation:
     state = job_state(job)
     message = termination_message(pods)
-    if state is JobState.FAILED and not message and job is not None:
-        message = _failure_detail(job)
-    return JobObservation(state=state, message=message)
+    if state is not JobState.FAILED:
+        return JobObservation(state=state, message=message)
+    if not message and job is not None:
+        return JobObservation(state=state, message=_failure_detail(job))
+    return JobObservation(state=state, reason=failure_reason(message), message=message)
 
 
 def evaluation_observation(job: Mapping[str, Any] | None, pods: Iterable[Mapping[str, Any]]) -> EvaluationObservation:
     state = job_state(job)
     message = termination_message(pods)
     if state is not JobState.SUCCEEDED:
-        if state is JobState.FAILED and not message and job is not None:
-            message = _failure_detail(job)
-        return EvaluationObservation(state=state, message=message)
+        if state is not JobState.FAILED:
+            return EvaluationObservation(state=state, message=message)
+        if not message and job is not None:
+            return EvaluationObservation(state=state, message=_failure_detail(job))
+        return EvaluationObservation(state=state, reason=failure_reason(message), message=message)
     try:
         verdict = json.loads(message)
         return EvaluationObservation(

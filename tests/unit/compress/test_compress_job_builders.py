@@ -6,7 +6,12 @@ from typing import Any
 
 import pytest
 from dialogue_operator.reconcile.engine_config import build_engine_config
-from dialogue_operator.reconcile.jobs import build_compression_job, build_evaluation_job, serving_path
+from dialogue_operator.reconcile.jobs import (
+    build_compression_job,
+    build_evaluation_job,
+    paths_as_written,
+    serving_path,
+)
 from dialogue_operator.reconcile.model import InvalidSpec, ModelObject
 from dialogue_operator.settings import Settings
 
@@ -103,6 +108,23 @@ def test_evaluation_job_takes_the_gate_from_the_variants_quality_gate() -> None:
     assert other["metadata"]["name"] != job["metadata"]["name"]
     compress = build_compression_job(m, "strict", IMAGE)
     assert (arg(compress, "--scheme"), arg(compress, "--group-size")) == ("W4A16_ASYM", "64")
+
+
+def test_the_jobs_paths_map_back_to_the_spec_references_the_user_wrote() -> None:
+    gate = {"goldenSet": "pvc://gold/sets/g.jsonl"}
+    cal = {"scheme": "W8A8", "calibration": {"dataset": "pvc://models/calib/missing.jsonl"}}
+    m = model(name="cal", compression=cal, qualityGate=gate)
+    written = paths_as_written(m, "cal")
+    assert written == {
+        "/models/calib/missing.jsonl": "pvc://models/calib/missing.jsonl",
+        "/golden/sets/g.jsonl": "pvc://gold/sets/g.jsonl",
+    }
+    # Exactly the paths the Jobs are given.
+    assert arg(build_compression_job(m, "cal", IMAGE), "--calibration") in written
+    assert arg(build_evaluation_job(m, "cal", IMAGE), "--golden") in written
+    assert paths_as_written(model(), "w4") == {}  # builtin sets are passed as written
+    assert paths_as_written(model(source="hf://HuggingFaceTB/SmolLM2-135M-Instruct@main", name="cal", compression=cal),
+                            "cal") == {}  # fmt: skip
 
 
 def test_refusals_name_the_model_and_say_why() -> None:

@@ -87,6 +87,18 @@ def test_failures_quote_the_reason_and_the_numbers() -> None:
     assert message.startswith("w8a8 rolled back, base serves: AnalysisFailed: step 1 at 50%: TTFT p95 0.900 s")
 
 
+def test_a_failed_job_gives_the_condition_its_own_reason() -> None:
+    full = {
+        "phase": "Failed",
+        "reason": "StorageFull",
+        "message": "compression of w8a8 failed: StorageFull: no space left on the output volume for the w8a8 "
+        "artifact: need ~178.3 MiB, 47.9 MiB free at /models/compressed/.artifacts",
+    }
+    status, reason, message = variant_condition(chat(full)) or ("",) * 3
+    assert (status, reason) == ("False", "StorageFull")
+    assert message == f"w8a8 gets no traffic: {full['message']}"
+
+
 def test_reconcile_adds_the_condition_and_leaves_ready_to_the_pods() -> None:
     refused = {"phase": "Failed", "reason": "QualityGateFailed", "message": "recovery 0.4", "weights": {"base": 100}}
     plan = reconcile(chat(refused), Observed(children={}, pods=()), Settings(), NOW)

@@ -234,18 +234,34 @@ def test_quality_gate_refusal_fails_without_any_traffic() -> None:
     assert (ActionKind.ENSURE_CANARY, "w8a8") not in kinds(r)
 
 
-def test_compression_failure_quotes_the_error_and_starts_no_rollout() -> None:
+def test_compression_failure_carries_the_jobs_reason_quotes_the_error_and_starts_no_rollout() -> None:
     s = spec()
-    failed = JobObservation(state=JobState.FAILED, message="group_size 128 does not divide hidden size 576")
+    line = "InvalidRecipe: group size 128 does not divide the model's hidden_size 576"
+    failed = JobObservation(state=JobState.FAILED, reason="InvalidRecipe", message=line)
     r = step(new_state("base"), Observation(compression=failed), s, 0)
-    assert r.state.phase is Phase.FAILED
-    assert r.state.reason == "CompressionFailed"
-    assert "group_size 128 does not divide hidden size 576" in r.state.message
+    assert (r.state.phase, r.state.reason) == (Phase.FAILED, "InvalidRecipe")
+    assert r.state.message == f"compression of w8a8 failed: {line}"
     assert r.state.weights["w8a8"] == 0
+    warnings = [(e.reason, e.message) for e in r.events if e.type == "Warning"]
+    assert warnings == [("InvalidRecipe", r.state.message)]
 
 
-def test_evaluation_job_failure_fails() -> None:
+def test_a_compression_failure_without_a_reason_is_compression_failed() -> None:
+    crashed = JobObservation(state=JobState.FAILED, message="DeadlineExceeded: Job was active longer than specified")
+    r = step(new_state("base"), Observation(compression=crashed), spec(), 0)
+    assert (r.state.phase, r.state.reason) == (Phase.FAILED, "CompressionFailed")
+    assert [e.reason for e in r.events if e.type == "Warning"] == ["CompressionFailed"]
+
+
+def test_evaluation_job_failure_carries_its_reason_or_evaluation_failed() -> None:
     s = spec()
+    missing = EvaluationObservation(
+        state=JobState.FAILED, reason="GoldenSetMissing", message="GoldenSetMissing: golden set not found: /golden/g"
+    )
+    r = step(new_state("base"), Observation(compression=OK_COMPRESSION, evaluation=missing), s, 0)
+    assert (r.state.phase, r.state.reason) == (Phase.FAILED, "GoldenSetMissing")
+    assert "golden set not found: /golden/g" in r.state.message
+    assert [e.reason for e in r.events if e.type == "Warning"] == ["GoldenSetMissing"]
     crashed = EvaluationObservation(state=JobState.FAILED, message="base model not found")
     r = step(new_state("base"), Observation(compression=OK_COMPRESSION, evaluation=crashed), s, 0)
     assert (r.state.phase, r.state.reason) == (Phase.FAILED, "EvaluationFailed")

@@ -6,7 +6,13 @@ import json
 from typing import Any
 
 from dialogue_operator.rollout import JobState, Observation, Phase, RolloutSpec, new_state, step
-from dialogue_operator.rollout.observe import canary_status, compression_observation, evaluation_observation
+from dialogue_operator.rollout.observe import (
+    as_written,
+    canary_status,
+    compression_observation,
+    evaluation_observation,
+    failure_reason,
+)
 
 
 def pod(message: str = "", exit_code: int = 0, restarts: int = 0, waiting: str = "", ready: bool = False) -> Any:
@@ -36,6 +42,39 @@ def test_compression_failure_quotes_the_jobs_own_line() -> None:
     assert compression_observation(None, []).state is JobState.ABSENT
     assert compression_observation({"status": {"active": 1}}, []).state is JobState.RUNNING
     assert "BackoffLimitExceeded" in compression_observation(FAILED_JOB, []).message
+
+
+def test_the_jobs_own_reason_is_split_off_its_line_and_the_message_stays_whole() -> None:
+    line = "CalibrationSetMissing: calibration set not found: /models/calib/missing.jsonl"
+    obs = compression_observation(FAILED_JOB, [pod(line, exit_code=1)])
+    assert (obs.state, obs.reason, obs.message) == (JobState.FAILED, "CalibrationSetMissing", line)
+    golden = evaluation_observation(FAILED_JOB, [pod("GoldenSetMissing: golden set not found: /golden/g.jsonl")])
+    assert (golden.state, golden.reason) == (JobState.FAILED, "GoldenSetMissing")
+    assert failure_reason("StorageFull: no space left on the output volume at /models") == "StorageFull"
+    assert failure_reason("ModelNotFound: model folder not found: /models/x") == "ModelNotFound"
+    # No reason: the Job controller's own failure, a log tail, a Python exception, prose, JSON.
+    assert compression_observation(FAILED_JOB, []).reason is None
+    assert failure_reason("compress: load ...\nTraceback (most recent call last):\nKeyError: 'x'") is None
+    assert failure_reason("KeyError: 'model.layers.0'") is None
+    assert failure_reason("DialogueModel ns/chat: compressed variants need a pvc:// model source") is None
+    assert failure_reason("no space left on device") is None
+    assert failure_reason('{"eligible": true}') is None
+    assert compression_observation(DONE_JOB, [pod('{"reused": true}')]).reason is None
+
+
+def test_paths_in_a_jobs_message_are_named_as_the_spec_writes_them() -> None:
+    refs = {"/models/calib/missing.jsonl": "pvc://models/calib/missing.jsonl", "/golden/g.jsonl": "pvc://gold/g.jsonl"}
+    line = "CalibrationSetMissing: calibration set not found: /models/calib/missing.jsonl"
+    assert as_written(line, refs) == (
+        "CalibrationSetMissing: calibration set not found: pvc://models/calib/missing.jsonl "
+        "(in the Job: /models/calib/missing.jsonl)"
+    )
+    assert as_written("golden set /golden/g.jsonl line 3: not JSON.", refs) == (
+        "golden set pvc://gold/g.jsonl (in the Job: /golden/g.jsonl) line 3: not JSON."
+    )
+    untouched = "cannot read /models/calib/missing.jsonl.bak or /x/models/calib/missing.jsonl"
+    assert as_written(untouched, refs) == untouched, "only whole paths are replaced"
+    assert as_written(line, {}) == line
 
 
 def test_evaluation_verdict_is_read_from_the_termination_json() -> None:

@@ -157,6 +157,28 @@ def test_a_recipe_the_builder_refuses_fails_the_rollout_quoting_why_and_creates_
     assert ("Warning", "CompressionFailed") in [(t, r) for t, r, _ in api.events]
 
 
+def test_a_failed_compression_job_gives_its_own_reason_and_names_the_calibration_set_as_written() -> None:
+    api = FakeApi()
+    shell = RolloutShell(api, _no_fetch)
+    missing = {"compression": {"scheme": "W8A8", "calibration": {"dataset": "pvc://models/calib/missing.jsonl"}}}
+    dm = body(missing)
+    asyncio.run(shell.tick(dm, 100.0))
+    args = api.applied[0][1]["spec"]["template"]["spec"]["containers"][0]["args"]
+    assert args[args.index("--calibration") + 1] == "/models/calib/missing.jsonl"  # the Job reads the mount
+    finish(api, "jobs", "compress", "CalibrationSetMissing: calibration set not found: /models/calib/missing.jsonl")
+    api.objects["jobs"][0]["status"] = {"failed": 1, "conditions": [{"type": "Failed", "status": "True"}]}
+    asyncio.run(shell.tick(dm, 101.0))
+    rollout = merged(api.patches)
+    said = (
+        "compression of w8a8 failed: CalibrationSetMissing: calibration set not found: "
+        "pvc://models/calib/missing.jsonl (in the Job: /models/calib/missing.jsonl)"
+    )
+    assert (rollout["phase"], rollout["reason"], rollout["message"]) == ("Failed", "CalibrationSetMissing", said)
+    assert rollout["compression"]["reason"] == "CalibrationSetMissing"
+    assert ("Warning", "CalibrationSetMissing", said) in api.events
+    assert rollout["weights"] == {"base": 100}
+
+
 def test_a_stale_model_body_never_replays_a_transition() -> None:
     api = FakeApi()
     shell = RolloutShell(api, _no_fetch)
