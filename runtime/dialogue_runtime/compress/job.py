@@ -1,7 +1,8 @@
 """The compression job (runtime): identify the input, reuse a finished artifact or compress and commit one.
 
 `python -m dialogue_runtime.compress --base PATH --scheme W8A8 --calibration default --output-root PATH`.
-Steps (each printed with its time): identify, reuse check, precheck, load, calibrate+quantize, save, commit.
+Steps (each printed with its time): identify, precheck (recipe vs model), reuse check, space check (the
+estimated artifact size vs the volume's free space, see `space.py`), load, calibrate+quantize, save, commit.
 Exit 0 with a JSON result in the termination log; on a failure the user can act on, exit 1 with one line
 `<Reason>: <message>` (reasons: InvalidRecipe, CalibrationSetMissing, ModelNotFound, StorageFull,
 CompressionFailed).
@@ -17,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from dialogue_runtime.compress import store
+from dialogue_runtime.compress import space, store
 from dialogue_runtime.compress.calibration_set import DEFAULT, CalibrationSet, load_calibration
 from dialogue_runtime.compress.errors import CompressJobError, StorageError, ToolError
 from dialogue_runtime.compress.identity import model_identity, read_config
@@ -90,6 +91,12 @@ def run(
             return _finish(paths, base_id, rid, reused=True, link=link, progress=progress)
         for removed in store.remove_partials(paths):
             progress.note(f"removed half-written output {removed}")
+        progress.step("space-check", str(output_root))
+        need = space.estimate(base, recipe.scheme)  # before loading: a full volume fails in seconds, not hours
+        free = space.check_free_space(output_root, need, recipe.label())
+        progress.note(
+            f"need ~{need.need_bytes / space.MIB:.1f} MiB ({need.explain()}), {free / space.MIB:.1f} MiB free"
+        )
         partial = paths.partial_dir(os.getpid())
         try:
             _compress_into(base, recipe, calibration, partial, progress)
