@@ -214,14 +214,12 @@ def test_a_recipe_the_model_cannot_take_fails_quoting_the_error_and_no_canary_st
     failed = wait_for(lambda: phase(cluster, namespace, "Failed"), timeout_s=300, what="phase Failed")
     rollout = failed["status"]["rollout"]
     step(f"{rollout['reason']}: {rollout['message']}")
-    assert rollout["reason"] == "CompressionFailed", rollout
-    assert "128" in rollout["message"] and "576" in rollout["message"], rollout  # the job's own error, quoted
+    assert rollout["reason"] == "InvalidRecipe", rollout  # the job's own reason and error, quoted
+    assert "128" in rollout["message"] and "576" in rollout["message"], rollout
     assert rollout["weights"] == {"base": 100}, rollout
     assert set(deployments(cluster, namespace)) == {"base"}
     assert not (store / "compressed" / f"{MODEL}-w4a16").exists()
     warnings = [(e["type"], e["reason"]) for e in events(cluster, namespace)]
-    assert ("Warning", "CompressionFailed") in warnings, warnings
-    condition = wait_for(
-        lambda: variant_ready(cluster, namespace, "CompressionFailed"), timeout_s=30, what="VariantReady"
-    )
+    assert ("Warning", "InvalidRecipe") in warnings, warnings
+    condition = wait_for(lambda: variant_ready(cluster, namespace, "InvalidRecipe"), timeout_s=30, what="VariantReady")
     assert condition["status"] == "False" and "576" in condition["message"], condition
