@@ -115,8 +115,9 @@ class KubeDiscovery:
         while True:
             try:
                 listed = await lister(_preload_content=False)
-                body = await listed.json()
-                await self._replace_all(kind, body.get("items") or [], on_event)
+                body = await listed.json(content_type=None)
+                items = listed_items(kind, listed.status, body)
+                await self._replace_all(kind, items, on_event)
                 self._synced[kind].set()
                 version = body.get("metadata", {}).get("resourceVersion")
                 watcher = watch.Watch()
@@ -235,3 +236,14 @@ class KubeDiscovery:
 
 def _meta(obj: Obj, field: str) -> str:
     return str((obj.get("metadata") or {}).get(field) or "")
+
+
+def listed_items(kind: str, status: int, body: Any) -> list[Obj]:
+    """The items of a list response, or ValueError when it is not a list (with `_preload_content=False` the client
+    does not check the status: a 429 "storage is (re)initializing" body must not read as an empty list, which would
+    drop every model or endpoint until the next relist)."""
+    if not 200 <= status < 300 or not isinstance(body, dict) or not str(body.get("kind", "")).endswith("List"):
+        message = body.get("message") if isinstance(body, dict) else None
+        raise ValueError(f"listing {kind} answered HTTP {status}: {message or 'not a list'}")
+    items = body.get("items") or []
+    return [item for item in items if isinstance(item, dict)]

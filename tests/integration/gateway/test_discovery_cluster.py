@@ -158,7 +158,24 @@ def test_pods_enter_and_leave_rotation_keys_from_secret_hold_annotates(
             assert {status for status, _ in after} == {200}
             assert {r for _, r in after} == {replica_id(f"http://{ips['sim-b']}:8000")}
 
-            step("sim-a out of rotation; deleting sim-b")
+            step("sim-a out of rotation; changing the CRD's schema under steady load")
+            # A CRD update (helm upgrade) re-initialises its storage: the relist answers 429 for a moment, which must
+            # not read as "no models" (every request would get 404 until the next relist).
+            stop, failures, served = asyncio.Event(), [], [0]
+            loaders = [asyncio.create_task(load(i)) for i in range(4)]
+            await asyncio.sleep(0.5)
+            await asyncio.to_thread(touch_crd_schema, cluster)
+            await asyncio.sleep(6.0)  # the watch closes, the relist is refused, the gateway retries after 2 s
+            stop.set()
+            await asyncio.gather(*loaders)
+            await asyncio.to_thread(
+                cluster.kubectl,  # type: ignore[attr-defined]
+                "apply", "--server-side", "--force-conflicts", "-f", str(crds),
+            )  # fmt: skip
+            assert failures == [], f"{len(failures)} requests failed while the CRD was updated: {failures[:5]}"
+            assert served[0] > 10
+
+            step("CRD updated without a failed request; deleting sim-b")
             # At zero, a request is held, the DialogueModel is annotated, and a new pod answers it.
             cluster.kubectl("delete", "pod", "sim-b", "-n", namespace, "--wait=false")  # type: ignore[attr-defined]
             await wait_metric(session, gateway.url, 0)
@@ -237,6 +254,18 @@ def chart_rbac_kubeconfig(cluster: object, namespace: str, workdir: Path) -> Pat
     path = workdir / f"gateway-{namespace}.kubeconfig"
     path.write_text(yaml.safe_dump(config))
     return path
+
+
+def touch_crd_schema(cluster: object) -> None:
+    """Changes a field description of the DialogueModel CRD (as an upgrade would), which re-initialises its storage."""
+    patch = [
+        {
+            "op": "replace",
+            "path": "/spec/versions/0/schema/openAPIV3Schema/description",
+            "value": f"DialogueModel (schema touched by a test at {time.time():.0f})",
+        }
+    ]
+    cluster.kubectl("patch", "crd", "dialoguemodels.dialogue.dev", "--type=json", "-p", json.dumps(patch))  # type: ignore[attr-defined]
 
 
 def annotation_of(cluster: object, namespace: str) -> str | None:
