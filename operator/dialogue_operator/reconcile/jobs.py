@@ -1,8 +1,9 @@
 """Builds the compression and evaluation Jobs of a compressed variant (pure): names, args, volumes, hardening.
 
 Where things live on the model volume (mounted at /models, read-write for these Jobs):
-- artifacts: `/models/compressed/.artifacts/<model-slug>--<base id>/<recipe>--<recipe id>/` (content-addressed
-  by the job itself: the same base and recipe are never compressed twice);
+- artifacts: `/models/compressed/.artifacts/<base folder slug>--<base id>/<recipe>--<recipe id>/` (content-addressed
+  by the job itself on the base and the recipe only: the same base and recipe are never compressed twice, even
+  for two DialogueModels);
 - the serving path of a variant: `/models/compressed/<model>-<variant>`, a symlink the compression Job points
   at its artifact (the path `engine_config.build_engine_config` gives the variant's pods);
 - evaluation results: `/models/compressed/.evaluations/<model>-<variant>.json`, base scores cached beside.
@@ -173,7 +174,7 @@ def build_compression_job(model: ModelObject, variant: str, image: str) -> dict[
     recipe = spec.compression
     claim, base_path = _base_volume(model)
     args = ["--base", base_path, "--scheme", recipe.scheme, "--output-root", ARTIFACTS_DIR]
-    args += ["--model-name", model.name, "--link", serving_path(model, variant)]
+    args += ["--link", serving_path(model, variant)]  # the artifact is shared; the link is this variant's
     if recipe.group_size is not None:
         args += ["--group-size", str(recipe.group_size)]
     extra: list[Mount] = []

@@ -3,6 +3,8 @@
 `python -m dialogue_runtime.compress --base PATH --scheme W8A8 --calibration default --output-root PATH`.
 Steps (each printed with its time): identify, precheck (recipe vs model), reuse check, space check (the
 estimated artifact size vs the volume's free space, see `space.py`), load, calibrate+quantize, save, commit.
+The artifact's folder depends on the base model (folder name and content identity) and the recipe only, so
+every requester of the same base + recipe shares it (see `store.py`); `--link` gives each its own path.
 Exit 0 with a JSON result in the termination log; on a failure the user can act on, exit 1 with one line
 `<Reason>: <message>` (reasons: InvalidRecipe, CalibrationSetMissing, ModelNotFound, StorageFull,
 CompressionFailed).
@@ -68,7 +70,6 @@ def run(
     recipe: Recipe,
     output_root: Path,
     *,
-    model_name: str | None = None,
     link: Path | None = None,
     progress: Progress | None = None,
 ) -> JobResult:
@@ -79,11 +80,15 @@ def run(
     calibration: CalibrationSet | None = load_calibration(recipe.calibration) if recipe.needs_calibration else None
     base_id = model_identity(base)
     rid = recipe_id(recipe, calibration.digest if calibration else None)
-    paths = store.artifact_paths(output_root, model_name or base.name, base_id, recipe.label(), rid)
+    paths = store.artifact_paths(output_root, store.base_folder_name(base), base_id, recipe.label(), rid)
     progress.note(f"base id {base_id[:16]}, recipe id {rid[:16]}, artifact {paths.final_dir}")
     progress.step("precheck")
     check_compatible(recipe, config)  # before touching the volume: a refused recipe leaves nothing behind
-    with store.locked(paths):
+    found = store.reusable(paths)  # the same base content under another folder name may hold it already
+    if found != paths:
+        progress.note(f"the same base and recipe are already compressed in {found.final_dir}")
+    paths = found
+    with store.locked(paths):  # a job already compressing this artifact holds it: wait, then reuse
         progress.step("reuse-check")
         if store.read_marker(paths.final_dir) is not None:
             progress.done()
@@ -171,7 +176,6 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--num-calibration-samples", type=int, default=64)
     parser.add_argument("--max-seq-length", type=int, default=256)
     parser.add_argument("--output-root", required=True, type=Path, help="model store root (e.g. the PVC mount)")
-    parser.add_argument("--model-name", default=None, help="name used in the artifact folder (default: base name)")
     parser.add_argument("--link", type=Path, default=None, help="also make PATH a symlink to the artifact")
     return parser.parse_args(argv)
 
@@ -188,7 +192,7 @@ def main(argv: list[str] | None = None) -> int:
             num_calibration_samples=args.num_calibration_samples,
             max_seq_length=args.max_seq_length,
         )
-        result = run(args.base, recipe, args.output_root, model_name=args.model_name, link=args.link)
+        result = run(args.base, recipe, args.output_root, link=args.link)
     except CompressJobError as exc:
         fail(JOB, exc.reason, str(exc))
         return 1

@@ -2,12 +2,16 @@
 
 Layout under the output root:
 
-    <model-slug>--<base id[:16]>/<recipe label>--<recipe id[:16]>/   a finished artifact (marker inside)
-    <model-slug>--<base id[:16]>/.partial-<label>--<id>-<pid>/       work in progress, removed if abandoned
-    <model-slug>--<base id[:16]>/.lock-<label>--<id>                 flock held while one job works on it
+    <base-slug>--<base id[:16]>/<recipe label>--<recipe id[:16]>/   a finished artifact (marker inside)
+    <base-slug>--<base id[:16]>/.partial-<label>--<id>-<pid>/       work in progress, removed if abandoned
+    <base-slug>--<base id[:16]>/.lock-<label>--<id>                 flock held while one job works on it
 
-and, optionally (`--link PATH`), a relative symlink at PATH pointing at the artifact: the stable path the
-serving Deployment and the evaluation Job use (e.g. `/models/compressed/<model>-<variant>`).
+The folder is keyed on the base model only (its folder name, for people, and its content identity, see
+`identity.py`) and the recipe: never on who asked, so every DialogueModel on the same base and recipe gets the
+same artifact. A finished artifact of the same content and recipe in a folder of another name (a copy of the
+base under another folder name, or the layout before this one, which used the DialogueModel's name) is reused
+too (`reusable`). Each requester gets its own stable path (`--link PATH`): a relative symlink at PATH pointing
+at the artifact, the path the serving Deployment and the evaluation Job use (`/models/compressed/<model>-<variant>`).
 
 An artifact is committed by writing its marker last and then renaming the partial folder into place, so a
 folder without a marker is never served and a crashed job leaves only a partial folder the next job removes.
@@ -55,16 +59,41 @@ class ArtifactPaths:
         return self.model_dir / f"{self.partial_prefix}{pid}"
 
 
+def base_folder_name(base: Path) -> str:
+    """The name of the base model's folder (`/models/smollm2/` and `smollm2/.` both give `smollm2`)."""
+    return Path(os.path.abspath(base)).name
+
+
 def artifact_paths(output_root: Path, base_name: str, base_id: str, label: str, recipe_hash: str) -> ArtifactPaths:
-    """Deterministic paths: the same base model and recipe always map to the same folder."""
+    """Deterministic paths: the same base model (folder name and content) and recipe always map to one folder."""
     model_dir = output_root / f"{slug(base_name)}--{base_id[:_ID_CHARS]}"
-    leaf = f"{label}--{recipe_hash[:_ID_CHARS]}"
+    return _paths_in(model_dir, f"{label}--{recipe_hash[:_ID_CHARS]}")
+
+
+def _paths_in(model_dir: Path, leaf: str) -> ArtifactPaths:
     return ArtifactPaths(
         model_dir=model_dir,
         final_dir=model_dir / leaf,
         lock_file=model_dir / f".lock-{leaf}",
         partial_prefix=f".partial-{leaf}-",
     )
+
+
+def reusable(paths: ArtifactPaths) -> ArtifactPaths:
+    """`paths`, or those of a finished artifact of the same base content and recipe in another folder.
+
+    Another folder means the same base id under another name: a copy of the base under another folder name, or
+    an artifact of the earlier layout (named after the DialogueModel). `paths` wins when it holds one; otherwise
+    the first such folder in name order. Two jobs that start at once for differently named copies of the same
+    base both compress (each holds only its own folder's lock); jobs for the same base folder never do.
+    """
+    if read_marker(paths.final_dir) is not None:
+        return paths
+    base_key = paths.model_dir.name.rpartition("--")[2]
+    for final_dir in sorted(paths.model_dir.parent.glob(f"*--{base_key}/{paths.final_dir.name}")):
+        if final_dir.parent != paths.model_dir and read_marker(final_dir) is not None:
+            return _paths_in(final_dir.parent, final_dir.name)
+    return paths
 
 
 def read_marker(final_dir: Path) -> dict[str, Any] | None:

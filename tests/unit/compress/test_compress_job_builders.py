@@ -18,7 +18,7 @@ from dialogue_operator.settings import Settings
 IMAGE = "ghcr.io/dialogue-operator/compress:0.1.0"
 
 
-def model(source: str = "pvc://models/smollm2", **variant: Any) -> ModelObject:
+def model(source: str = "pvc://models/smollm2", dm: str = "chat", **variant: Any) -> ModelObject:
     variants = [{"name": "w4", "compression": {"scheme": "W4A16", "groupSize": 64,
                                                "calibration": {"dataset": "builtin:chat", "numSamples": 16}}},
                 {"name": "w8", "compression": {"scheme": "W8A8"}},
@@ -27,7 +27,7 @@ def model(source: str = "pvc://models/smollm2", **variant: Any) -> ModelObject:
     if variant:
         variants.append(variant)
     body = {
-        "metadata": {"name": "chat", "namespace": "ns", "uid": "u-1", "generation": 1},
+        "metadata": {"name": dm, "namespace": "ns", "uid": "u-1", "generation": 1},
         "spec": {"model": {"source": source}, "variants": variants},
     }
     return ModelObject.from_body(body)
@@ -60,6 +60,25 @@ def test_compression_job_runs_the_recipe_on_the_base_pvc_and_links_the_serving_p
     assert c["terminationMessagePolicy"] == "FallbackToLogsOnError"
     assert job["metadata"]["ownerReferences"][0]["uid"] == "u-1"
     assert job["metadata"]["labels"]["dialogue.dev/variant"] == "w4"
+
+
+def test_two_models_on_the_same_base_and_recipe_differ_only_in_their_serving_link() -> None:
+    """The Job keys the artifact on the base and the recipe; the DialogueModel's name reaches it only as --link,
+    so a second model's Job finds the first one's artifact instead of compressing again."""
+    first, second = build_compression_job(model(), "w4", IMAGE), build_compression_job(model(dm="chat2"), "w4", IMAGE)
+    assert "--model-name" not in container(first)["args"]
+    assert (arg(first, "--link"), arg(second, "--link")) == (
+        "/models/compressed/chat-w4",
+        "/models/compressed/chat2-w4",
+    )
+
+    def without_link(job: dict[str, Any]) -> list[str]:
+        args = list(container(job)["args"])
+        del args[args.index("--link") : args.index("--link") + 2]
+        return args
+
+    assert without_link(first) == without_link(second)
+    assert arg(first, "--output-root") == "/models/compressed/.artifacts"
 
 
 def test_job_names_are_stable_and_change_with_the_recipe() -> None:

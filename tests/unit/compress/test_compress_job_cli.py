@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import fcntl
 import json
+import shutil
 import sys
+import threading
 from pathlib import Path
 
 import pytest
@@ -12,6 +15,7 @@ from dialogue_runtime.compress import job, store
 from dialogue_runtime.compress.calibration_set import load_calibration
 from dialogue_runtime.compress.identity import model_identity
 from dialogue_runtime.compress.recipe import Recipe, Scheme, recipe_id
+from dialogue_runtime.compress.termination import Progress
 
 
 @pytest.fixture
@@ -80,3 +84,109 @@ def test_an_output_root_that_is_no_folder_fails_with_the_os_error(tmp_path: Path
     line = term_log.read_text().strip()
     assert line.startswith("CompressionFailed: NotADirectoryError:")
     assert str(blocker) in line
+
+
+class FakeCompressor:
+    """Stands in for llm-compressor (not in this venv; the real one runs in tests/integration/compress): writes a
+    weight file into the partial folder and counts its runs. `hold` keeps the first run inside the lock."""
+
+    def __init__(self) -> None:
+        self.runs = 0
+        self.inside = threading.Event()
+        self.hold = threading.Event()
+        self.hold.set()
+
+    def __call__(self, base: Path, recipe: Recipe, calibration: object, partial: Path, progress: object) -> None:
+        self.runs += 1
+        self.inside.set()
+        assert self.hold.wait(timeout=60), "the test never released the first compression"
+        partial.mkdir(parents=True)
+        (partial / "model.safetensors").write_bytes(b"q" * 64)
+
+
+@pytest.fixture
+def compressor(monkeypatch: pytest.MonkeyPatch) -> FakeCompressor:
+    fake = FakeCompressor()
+    monkeypatch.setattr(job, "_compress_into", fake)
+    return fake
+
+
+def run_for(base: Path, out: Path, link_name: str, term_log: Path) -> dict[str, object]:
+    """What one DialogueModel's Job does: the same base and recipe, its own serving link."""
+    argv = ["--base", str(base), "--scheme", "FP8_DYNAMIC", "--output-root", str(out / ".artifacts")]
+    assert job.main([*argv, "--link", str(out / link_name)]) == 0
+    result: dict[str, object] = json.loads(term_log.read_text())
+    return result
+
+
+def test_two_models_on_the_same_base_and_recipe_compress_once(
+    tmp_path: Path, term_log: Path, compressor: FakeCompressor
+) -> None:
+    base = fake_model(tmp_path / "SmolLM2")
+    out = tmp_path / "compressed"
+    first = run_for(base, out, "chat-fp8", term_log)
+    second = run_for(base, out, "chat2-fp8", term_log)
+    assert (first["reused"], second["reused"], compressor.runs) == (False, True, 1)
+    artifact = Path(str(first["artifact"]))
+    rid = recipe_id(Recipe(scheme=Scheme.FP8_DYNAMIC), None)
+    assert artifact == out / ".artifacts" / f"smollm2--{model_identity(base)[:16]}" / f"fp8-dynamic--{rid[:16]}"
+    assert second["artifact"] == str(artifact)
+    assert (out / "chat-fp8").resolve() == (out / "chat2-fp8").resolve() == artifact.resolve()
+    # A copy of the base under another folder name has the same content: still no second compression.
+    copy = tmp_path / "smollm2-copy"
+    shutil.copytree(base, copy)
+    third = run_for(copy, out, "chat3-fp8", term_log)
+    assert (third["reused"], third["artifact"], compressor.runs) == (True, str(artifact), 1)
+
+
+class Steps(Progress):
+    """Progress that also tells the test which step a job is in (quietly: no Job log here)."""
+
+    def __init__(self) -> None:
+        super().__init__("compress")
+        self.reached: dict[str, threading.Event] = {}
+
+    def step(self, name: str, detail: str = "") -> None:
+        super().step(name, detail)
+        self.reached.setdefault(name, threading.Event()).set()
+
+    def wait_for(self, name: str) -> bool:
+        return self.reached.setdefault(name, threading.Event()).wait(timeout=30)
+
+
+def test_a_second_job_for_the_same_artifact_waits_for_the_first_and_reuses_it(
+    tmp_path: Path, compressor: FakeCompressor
+) -> None:
+    base = fake_model(tmp_path / "smollm2")
+    out = tmp_path / "compressed"
+    recipe = Recipe(scheme=Scheme.FP8_DYNAMIC)
+    results: dict[str, job.JobResult] = {}
+    steps = {"chat": Steps(), "chat2": Steps()}
+
+    def run(name: str) -> None:
+        results[name] = job.run(base, recipe, out / ".artifacts", link=out / f"{name}-fp8", progress=steps[name])
+
+    compressor.hold.clear()
+    first = threading.Thread(target=run, args=("chat",))
+    first.start()
+    assert compressor.inside.wait(timeout=30), "the first job never started compressing"
+    paths = store.artifact_paths(
+        out / ".artifacts", "smollm2", model_identity(base), recipe.label(), recipe_id(recipe, None)
+    )
+    with paths.lock_file.open("a") as fh:  # the first job holds the artifact's lock while it compresses
+        try:
+            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            fcntl.flock(fh, fcntl.LOCK_UN)
+            held_by_first = False
+        except BlockingIOError:
+            held_by_first = True
+    second = threading.Thread(target=run, args=("chat2",))
+    second.start()
+    assert steps["chat2"].wait_for("precheck"), "the second job never got to the artifact's lock"
+    compressor.hold.set()
+    first.join(timeout=60)
+    second.join(timeout=60)
+    assert not first.is_alive() and not second.is_alive()
+    assert (results["chat"].reused, results["chat2"].reused, compressor.runs) == (False, True, 1)
+    assert results["chat"].artifact == results["chat2"].artifact == paths.final_dir
+    assert held_by_first, f"nothing held {paths.lock_file} while the first job compressed"

@@ -82,6 +82,34 @@ def test_artifact_paths_are_deterministic_and_readable(tmp_path: Path) -> None:
     assert store.artifact_paths(tmp_path, "x", "ab" * 32, "w8a8", "ce" * 32).final_dir != p1.final_dir
 
 
+def test_the_artifact_folder_is_named_after_the_base_folder(tmp_path: Path) -> None:
+    assert store.base_folder_name(Path("/models/SmolLM2-135M-Instruct/")) == "SmolLM2-135M-Instruct"
+    assert store.base_folder_name(tmp_path / "smollm2" / ".") == "smollm2"
+
+
+def test_a_finished_artifact_of_the_same_content_in_another_folder_is_reusable(tmp_path: Path) -> None:
+    """Another folder with the same base id: a copy of the base under another name, or the layout that used the
+    DialogueModel's name. The folder for this base wins when it holds one; a folder of another base never."""
+    mine = store.artifact_paths(tmp_path, "smollm2", "a" * 64, "w8a8", "b" * 64)
+    assert store.reusable(mine) == mine, "nothing finished anywhere: compress into this base's folder"
+    old = store.artifact_paths(tmp_path, "chat", "a" * 64, "w8a8", "b" * 64)
+    other_base = store.artifact_paths(tmp_path, "smollm2", "c" * 64, "w8a8", "b" * 64)
+    other_recipe = store.artifact_paths(tmp_path, "smollm2", "a" * 64, "w8a8", "d" * 64)
+    for paths in (old, other_base, other_recipe):
+        paths.final_dir.mkdir(parents=True)
+    assert store.reusable(mine) == mine, "folders without a marker are not finished artifacts"
+    for paths in (old, other_base, other_recipe):
+        (paths.final_dir / store.MARKER_NAME).write_text("{}")
+    assert store.reusable(mine) == old
+    assert store.reusable(mine).lock_file == tmp_path / f"chat--{'a' * 16}" / f".lock-w8a8--{'b' * 16}"
+    mine.final_dir.mkdir(parents=True)
+    (mine.final_dir / store.MARKER_NAME).write_text("{}")
+    assert store.reusable(mine) == mine
+    assert store.reusable(store.artifact_paths(tmp_path / "absent", "m", "a" * 64, "w8a8", "b" * 64)).model_dir == (
+        tmp_path / "absent" / f"m--{'a' * 16}"
+    )
+
+
 def test_commit_is_marker_last_and_partials_are_cleaned(tmp_path: Path) -> None:
     paths = store.artifact_paths(tmp_path, "m", "a" * 64, "w8a8", "b" * 64)
     with store.locked(paths):
