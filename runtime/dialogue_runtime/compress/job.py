@@ -88,7 +88,8 @@ def run(
     if found != paths:
         progress.note(f"the same base and recipe are already compressed in {found.final_dir}")
     paths = found
-    with store.locked(paths):  # a job already compressing this artifact holds it: wait, then reuse
+    waiting = f"another job holds {paths.lock_file} while it makes this artifact; waiting for it"
+    with store.locked(paths, on_wait=lambda: progress.step("wait", waiting)):  # only one job compresses it
         progress.step("reuse-check")
         if store.read_marker(paths.final_dir) is not None:
             progress.done()

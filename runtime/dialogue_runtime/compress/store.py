@@ -26,7 +26,7 @@ import json
 import os
 import re
 import shutil
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NoReturn
@@ -122,15 +122,23 @@ def _raise_storage(exc: OSError, where: Path) -> NoReturn:
 
 
 @contextlib.contextmanager
-def locked(paths: ArtifactPaths) -> Iterator[None]:
-    """Holds an exclusive lock on this artifact: a second job for the same input waits, then reuses."""
+def locked(paths: ArtifactPaths, on_wait: Callable[[], None] | None = None) -> Iterator[None]:
+    """Holds an exclusive lock on this artifact: a second job for the same input waits, then reuses.
+
+    `on_wait` is called once when another job holds the lock, before waiting for it.
+    """
     try:
         paths.model_dir.mkdir(parents=True, exist_ok=True)
         fh = paths.lock_file.open("a")
     except OSError as exc:
         _raise_storage(exc, paths.model_dir)
     with fh:
-        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            if on_wait is not None:
+                on_wait()
+            fcntl.flock(fh, fcntl.LOCK_EX)
         try:
             yield
         finally:

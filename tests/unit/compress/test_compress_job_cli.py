@@ -182,7 +182,7 @@ def test_a_second_job_for_the_same_artifact_waits_for_the_first_and_reuses_it(
             held_by_first = True
     second = threading.Thread(target=run, args=("chat2",))
     second.start()
-    assert steps["chat2"].wait_for("precheck"), "the second job never got to the artifact's lock"
+    assert steps["chat2"].wait_for("wait"), "the second job never waited for the first one's lock"
     compressor.hold.set()
     first.join(timeout=60)
     second.join(timeout=60)
