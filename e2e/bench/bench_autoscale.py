@@ -6,9 +6,19 @@ import time
 from dataclasses import replace
 
 from e2e.tracesim.capacity import Capacity, calibrate
-from e2e.tracesim.compare import Setup, policies, replay_all, table
-from e2e.tracesim.metrics import SimResult
-from e2e.tracesim.policies import needed_replicas_per_minute
+from e2e.tracesim.compare import (
+    HEURISTIC_ORACLE,
+    SEARCHED_ORACLE,
+    Comparison,
+    Setup,
+    feasible_attainment,
+    policies,
+    replay_all,
+    sim_config,
+    table,
+)
+from e2e.tracesim.oracle import fleet_needed
+from e2e.tracesim.sweep import SweepPoint, best_setting, sweep
 from e2e.tracesim.trace import TraceRequest, azure_trace_path, load_trace, thin
 
 TITLE = "Autoscaling on the Azure 2023 traces (ours vs KubeAI vs HPA/KEDA vs an oracle)"
@@ -21,25 +31,99 @@ THIN_KEEP = 0.7
 THIN_SEEDS = (1, 2, 3)
 
 
-def _verdict(results: list[SimResult]) -> str:
-    by = {r.policy: r for r in results}
-    ours, oracle = by["ours"], by["oracle"]
-    peers = [by["kubeai"], by["hpa-keda"]]
+def _verdict(c: Comparison, swept: list[SweepPoint] | None) -> str:
+    ours, oracle = c.by_name("ours"), c.results[-1]
+    peers = [c.by_name("kubeai"), c.by_name("hpa-keda")]
+    ok, total = feasible_attainment(ours, c.infeasible_minutes)
+    feasible_share = ok / total if total else 1.0
     slo_ok = ours.slo_attainment >= GOAL_SLO
-    cost_ok = ours.replica_hours <= GOAL_COST_RATIO * oracle.replica_hours
+    cost_ratio = ours.replica_hours / oracle.replica_hours
+    cost_ok = cost_ratio <= GOAL_COST_RATIO
     beats_slo = all(ours.slo_attainment > p.slo_attainment for p in peers)
     beats_cost = all(ours.replica_hours < p.replica_hours for p in peers)
+    lines = [
+        f"Goal check (ours, against `{oracle.policy}`): SLO >= {GOAL_SLO:.0%} of minutes: "
+        f"**{'met' if slo_ok else 'missed'}** ({ours.slo_attainment:.1%}; over feasible minutes only "
+        f"{feasible_share:.1%}, {len(c.infeasible_minutes)} infeasible); replica-hours <= {GOAL_COST_RATIO}x "
+        f"oracle: **{'met' if cost_ok else 'missed'}** ({cost_ratio:.2f}x); better SLO than both peers at their "
+        f"default settings: **{'yes' if beats_slo else 'no'}**; fewer replica-hours than both at their defaults: "
+        f"**{'yes' if beats_cost else 'no'}**."
+    ]
+    if swept is not None:
+        parts = []
+        for peer in ("kubeai", "hpa-keda"):
+            best, reached = best_setting(swept, peer, GOAL_SLO)
+            r = best.result
+            if reached:
+                cheaper = ours.slo_attainment >= GOAL_SLO and ours.replica_hours < r.replica_hours
+                parts.append(
+                    f"{peer}'s cheapest setting reaching {GOAL_SLO:.0%} costs {r.replica_hours:.2f} replica-hours "
+                    f"({best.setting}): ours {'is cheaper at equal SLO' if cheaper else 'does not beat it'}"
+                )
+            else:
+                slo = (
+                    "a better"
+                    if ours.slo_attainment > r.slo_attainment
+                    else "the same"
+                    if ours.slo_attainment == r.slo_attainment
+                    else "a worse"
+                )
+                cost = "lower" if ours.replica_hours < r.replica_hours else "higher"
+                parts.append(
+                    f"no {peer} setting reaches {GOAL_SLO:.0%}; its best is {r.slo_attainment:.1%} at "
+                    f"{r.replica_hours:.2f} replica-hours ({best.setting}): ours has {slo} SLO "
+                    f"({ours.slo_attainment:.1%}) at {cost} cost ({ours.replica_hours:.2f})"
+                )
+        lines.append("Against the swept peers: " + "; ".join(parts) + ".")
+    return "\n".join(lines)
+
+
+def _misses(trace: list[TraceRequest], setup: Setup, c: Comparison, limit: int = 4) -> str:
+    """Why ours missed its minutes: how many replicas each needed on hand vs what ours and the oracle had."""
+    ours, oracle = c.by_name("ours"), c.results[-1]
+    if not ours.violated_minutes:
+        return ""
+    parts = []
+    config = sim_config(setup, c.need)
+    for m in ours.violated_minutes[:limit]:
+        k = fleet_needed(trace, config, m, setup.max_replicas)
+        had = ours.replicas_at_minute_start[m] if m < len(ours.replicas_at_minute_start) else 0
+        planned = oracle.replicas_at_minute_start[m] if m < len(oracle.replicas_at_minute_start) else 0
+        if k is None:
+            parts.append(f"minute {m} is out of SLO even with {setup.max_replicas} replicas on hand")
+        elif had >= k:
+            parts.append(
+                f"minute {m}: {k} replicas on hand would do and ours had {had} at its start, so the miss is the "
+                f"backlog carried over from before it (the searched oracle had {planned})"
+            )
+        else:
+            parts.append(f"minute {m} needs {k} replicas already on hand when it starts (ours had {had}, the "
+                         f"searched oracle {planned})")  # fmt: skip
     return (
-        f"Goal check (ours): SLO >= {GOAL_SLO:.0%} of minutes: **{'met' if slo_ok else 'missed'}** "
-        f"({ours.slo_attainment:.1%}); replica-hours <= {GOAL_COST_RATIO}x oracle: "
-        f"**{'met' if cost_ok else 'missed'}** ({ours.replica_hours / oracle.replica_hours:.2f}x); "
-        f"better SLO than both peers: **{'yes' if beats_slo else 'no'}**; "
-        f"fewer replica-hours than both peers: **{'yes' if beats_cost else 'no'}**."
+        "Why ours missed (fixed-fleet replays up to the minute; replicas asked for at a minute's first request "
+        f"are Ready {setup.cold_start_s:g} s later): " + "; ".join(parts) + "."
     )
 
 
-def _versus_flat(results: list[SimResult]) -> str:
-    ours, flat = results[0], results[1]
+def _sweep_table(points: list[SweepPoint], oracle_hours: float) -> list[str]:
+    chosen = {best_setting(points, peer, GOAL_SLO)[0].setting for peer in ("kubeai", "hpa-keda")}
+    out = [
+        "| peer | setting | minutes in SLO | replica-hours | vs oracle | TTFT p95 (s) |",
+        "|---|---|---|---|---|---|",
+    ]
+    for pt in points:
+        r = pt.result
+        mark = " **(reported)**" if pt.setting in chosen else ""
+        out.append(
+            f"| {pt.peer} | {pt.setting}{mark} | {r.minutes_in_slo}/{r.minutes_with_requests} "
+            f"({r.slo_attainment:.1%}) | {r.replica_hours:.2f} | {r.replica_hours / oracle_hours:.2f}x | "
+            f"{r.ttft_p95_s:.2f} |"
+        )
+    return out
+
+
+def _versus_flat(c: Comparison) -> str:
+    ours, flat = c.results[0], c.results[1]
     return (
         f"Decaying peak vs the flat 600 s window: {ours.minutes_in_slo} vs {flat.minutes_in_slo} minutes in SLO, "
         f"{ours.replica_hours:.2f} vs {flat.replica_hours:.2f} replica-hours, {ours.scale_events} vs "
@@ -55,13 +139,17 @@ def _robustness(traces: dict[str, list[TraceRequest]], capacities: dict[str, Cap
         f"{', '.join(map(str, THIN_SEEDS))}), cold start {SETUP.cold_start_s:g} s",
         "",
         "Same policies and targets on thinned traces, so no number above hangs on one replay. Per policy: "
-        "SLO attainment worst / mean over the subsets, and mean replica-hours relative to the oracle's.",
+        "SLO attainment worst / mean over the subsets, and mean replica-hours relative to the **heuristic** "
+        "oracle's (the hindsight search is not repeated per subset, to keep the run short).",
         "",
         "| trace | " + " | ".join(names) + " |",
         "|---|" + "---|" * len(names),
     ]
     for name, trace in traces.items():
-        runs = [replay_all(thin(trace, THIN_KEEP, seed), SETUP, capacities[name]) for seed in THIN_SEEDS]
+        runs = [
+            replay_all(thin(trace, THIN_KEEP, seed), SETUP, capacities[name], search=False).results
+            for seed in THIN_SEEDS
+        ]
         cells = []
         for i in range(len(names)):
             slo = [r[i].slo_attainment for r in runs]
@@ -84,7 +172,8 @@ def run() -> str:
         "request to the Ready replica with the fewest in flight and holds requests while none is Ready. Each "
         "policy is called on its own interval (ours, KubeAI, oracle 10 s; HPA/KEDA 15 s) with what the "
         "collector would scrape (per-pod running/waiting/KV, TTFT p95 from vLLM's histogram buckets since the "
-        "last tick, gateway in-flight and held). Every policy starts with the first minute's oracle count.",
+        "last tick, gateway in-flight and held). Every policy starts with the first minute's heuristic-oracle "
+        "count.",
         "",
         f"SLO: a minute is in SLO when the p95 TTFT (from arrival at the gateway, holding included) of the "
         f"requests arriving in it is <= {SETUP.slo_ttft_p95_s:g} s; minutes without requests are not counted. "
@@ -95,52 +184,103 @@ def run() -> str:
         f"{SETUP.calibration_share * SETUP.slo_ttft_p95_s:g} s on the trace's own request mix (Poisson arrivals, "
         "bisection), measured as mean in-flight requests; ours and KubeAI get that same target (KubeAI's "
         f"`targetRequests`). HPA/KEDA uses vLLM production-stack's `num_requests_waiting` threshold of "
-        f"{SETUP.hpa_waiting_threshold:g} per pod. The oracle provisions each minute's need (busiest 20 s of the "
-        "minute / the sustained rate) one cold start ahead. Ours runs with its defaults "
+        f"{SETUP.hpa_waiting_threshold:g} per pod, scale-up +1 pod per 60 s. Ours runs with its defaults "
         "(`PolicyConfig`) and a TTFT guard at 0.8x the SLO: it scales down only to a decaying peak of its recent "
         "recommendations (each counts in full for 6 min, then for a share falling to half at 10 min). The rows "
         "'ours, flat 600 s down-window' (the previous default: the highest recommendation of the last 10 min) "
         "and 'ours, flat 180 s' are the same policy with flat windows, measured in the same run.",
+        "",
+        "Two oracles, both knowing the whole trace and provisioning each minute's replicas one cold start ahead "
+        "(held until the minute ends, never below 1 replica). **`oracle (heuristic)`** plans each minute's need "
+        "as its busiest 20 s over the calibrated per-replica rate; it is neither cheapest nor always in SLO. "
+        "**`oracle (search)`** is the reference for the goal: the cheapest per-minute plan a greedy search with "
+        "this same simulator finds under which every feasible minute is in SLO (`e2e/tracesim/oracle.py`: "
+        "raise the heuristic plan until all feasible minutes pass, then lower each minute in time order to the "
+        "smallest count that keeps every minute around it in SLO, then verify by a full replay). A minute is "
+        "*infeasible* when it is out of SLO even with the maximum of "
+        f"{SETUP.max_replicas} replicas planned for every minute (same start); the column 'in SLO, feasible "
+        "minutes only' leaves those out, the column 'minutes in SLO' does not. The search is a local optimum "
+        "over per-minute counts, not a proof: a finer plan could be cheaper still, so ratios against it are if "
+        "anything flattering.",
+        "",
+        "Peer settings sweep (cold start "
+        f"{COLD_STARTS_S[0]:g} s): the peers' default settings are cheap on bursty traces because they miss the "
+        "SLO, so each peer's main knob is swept (KubeAI's `targetRequests`; HPA/KEDA's waiting threshold and "
+        f"scale-up policy) and the cheapest setting reaching {GOAL_SLO:.0%} (or, if none does, the best "
+        "attainment any setting reaches) is set against ours: cost at equal SLO.",
     ]
     traces = {name: load_trace(azure_trace_path(name)) for name in ("conv", "code")}
     capacities = {
         name: calibrate(trace, SETUP.profile, SETUP.calibration_share * SETUP.slo_ttft_p95_s)
         for name, trace in traces.items()
     }
+    plans: dict[str, list[int]] = {}
+    summary: list[str] = []
+    infeasible_any = False
     for cold_start_s in COLD_STARTS_S:
         setup = replace(SETUP, cold_start_s=cold_start_s)
         for name, trace in traces.items():
             cap = capacities[name]
-            need = needed_replicas_per_minute([r.arrival_s for r in trace], cap.rate_rps)
-            results = replay_all(trace, setup, cap)
-            oracle = results[-1]
+            c = replay_all(trace, setup, cap, start_plan=plans.get(name))
+            assert c.search is not None
+            plans[name] = list(c.search.plan)
+            oracle, heuristic, ours = c.results[-1], c.by_name(HEURISTIC_ORACLE), c.by_name("ours")
+            infeasible_any = infeasible_any or bool(c.infeasible_minutes)
+            slo_ok = ours.slo_attainment >= GOAL_SLO
+            cost_ok = ours.replica_hours <= GOAL_COST_RATIO * oracle.replica_hours
+            summary.append(
+                f"`{name}` at {cold_start_s:g} s: SLO {'met' if slo_ok else 'missed'}, cost "
+                f"{'met' if cost_ok else 'missed'} ({ours.replica_hours / oracle.replica_hours:.2f}x)"
+            )
+            swept = sweep(trace, setup, cap.mean_in_flight, c.need) if cold_start_s == COLD_STARTS_S[0] else None
             out += [
                 "",
                 f"### `{name}` trace, cold start {cold_start_s:g} s",
                 "",
                 f"{len(trace):,} requests over {trace[-1].arrival_s / 60:.0f} min; one replica sustains "
-                f"{cap.rate_rps:.2f} req/s at {cap.mean_in_flight:.1f} in flight (target). Oracle "
-                f"need per minute: min {min(need)}, max {max(need)}.",
+                f"{cap.rate_rps:.2f} req/s at {cap.mean_in_flight:.1f} in flight (target). Heuristic oracle "
+                f"need per minute: min {min(c.need)}, max {max(c.need)}; searched plan: max {max(c.search.plan)}, "
+                f"found in {c.search.replays} (partial) replays. Infeasible minutes: "
+                f"{list(c.infeasible_minutes) or 'none'}.",
                 "",
-                table(results),
+                table(c),
                 "",
-                _verdict(results),
-                f"Minutes out of SLO (ours): {list(results[0].violated_minutes) or 'none'}; "
-                f"oracle: {list(oracle.violated_minutes) or 'none'}. {_versus_flat(results)}",
+                _verdict(c, swept),
+                f"Minutes out of SLO: ours {list(ours.violated_minutes) or 'none'}; {SEARCHED_ORACLE} "
+                f"{list(oracle.violated_minutes) or 'none'}; {HEURISTIC_ORACLE} "
+                f"{list(heuristic.violated_minutes) or 'none'}. {_versus_flat(c)}",
+                _misses(trace, setup, c),
             ]
+            if swept is not None:
+                out += ["", f"Peer settings sweep, `{name}` trace (ratios against `{SEARCHED_ORACLE}`):", ""]
+                out += _sweep_table(swept, oracle.replica_hours)
     out += _robustness(traces, capacities)
     out += [
         "",
-        "Reading: a reactive policy cannot meet a burst that arrives after an empty minute (code trace, "
-        "minute 3: 0 -> ~530 requests, ~29 replicas needed, ~6 on hand) while its replicas cold-start; the "
-        "oracle can. The code trace has 46 minutes with requests, so >= 99 % means all 46: out of reach for "
-        "any reactive policy here, and the oracle itself misses one (minute 51: ~100 requests after three "
-        "empty minutes; its plan is sized on the busiest 20 s at the steady-state rate). On the cost goal: "
-        "bursts recur every 3-5 minutes and need 20-40 replicas each, so a policy that gives capacity back "
-        "quickly (the flat 180 s row) loses many SLO minutes to cold starts, and one that keeps the peak "
-        "(the flat 600 s row) pays for it; the decaying peak sits between and is cheaper than the flat 600 s "
-        "window (see the line under each table), but not within 1.15x of the oracle, which knows when the "
-        "next burst comes. The peers spend fewer replica-hours on the code trace only by missing the SLO in "
-        f"half or more of its minutes. Whole run: {time.monotonic() - started:.0f} s.",
+        "Goal (ours >= 99 % of minutes at <= 1.15x the searched oracle's replica-hours): " + "; ".join(summary) + ".",
+        "",
+        "Reading. The searched oracle is the honest reference. It is far cheaper than the heuristic one because it "
+        "knows, per minute, how close to the SLO's edge it can run (5 % of a minute's requests may exceed 5 s) "
+        "and, on `code`, when the next burst comes: its plan "
+        "drops to 1 replica between bursts and rises one cold start before each. A policy that learns of a "
+        "burst from its requests cannot do either: replicas asked for at a burst's first request are Ready a "
+        "cold start later, when most bursts are over, so it must keep capacity through quiet minutes (the "
+        "decaying peak) and pay for it, or give it back quickly and lose SLO minutes (the flat 180 s rows). "
+        "The SLO miss on `code` at 60 s is minute 3 (at 100 s also minutes after bursts): two empty "
+        "minutes after a minute of 63 requests, then ~530 "
+        "requests of ~2,100 prompt tokens in 60 s; keeping it needs the replicas on hand stated above "
+        "(a fixed-fleet replay), more than twice what the first minute needed, held through two idle minutes. "
+        + (
+            "Some minutes are infeasible even in hindsight (listed above each table); the 'feasible minutes only' "
+            "column leaves them out. "
+            if infeasible_any
+            else "No minute is infeasible in hindsight, so the 'feasible minutes only' column changes nothing here. "
+        )
+        + "At equal SLO the peers are the more expensive ones: KubeAI reaches 99 % on `conv` only with "
+        "`targetRequests` at a tenth of the calibrated target (several times our replica-hours, see its sweep "
+        "table) and on `code` no setting does; HPA/KEDA on `num_requests_waiting` never gets near, because "
+        "engine queues only form once "
+        "a replica's batch is full, long after TTFT is lost. The peers' default rows are cheaper than ours only "
+        f"because they miss the SLO. Whole run: {time.monotonic() - started:.0f} s.",
     ]
     return "\n".join(out)

@@ -20,6 +20,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--cold-start-s", type=float, default=Setup.cold_start_s)
     parser.add_argument("--slo-ttft-p95-s", type=float, default=Setup.slo_ttft_p95_s)
     parser.add_argument("--max-replicas", type=int, default=Setup.max_replicas)
+    parser.add_argument(
+        "--no-search", action="store_true", help="skip the hindsight oracle search (compare to the heuristic oracle)"
+    )
     args = parser.parse_args(argv)
     try:
         trace = load_trace(
@@ -36,7 +39,10 @@ def main(argv: list[str] | None = None) -> int:
     )
     print(f"{len(trace)} requests over {trace[-1].arrival_s / 60:.1f} min, cold start {setup.cold_start_s:g} s, "
           f"SLO TTFT p95 <= {setup.slo_ttft_p95_s:g} s\n")  # fmt: skip
-    print(table(replay_all(trace, setup)))
+    comparison = replay_all(trace, setup, search=not args.no_search)
+    print(table(comparison))
+    if comparison.infeasible_minutes:
+        print(f"\nMinutes no replica plan keeps in SLO (infeasible): {list(comparison.infeasible_minutes)}")
     return 0
 
 

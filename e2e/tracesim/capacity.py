@@ -26,7 +26,7 @@ def steady_state(
 ) -> tuple[float, float]:
     """(TTFT p95, mean in-flight) of one replica fed Poisson arrivals drawn from `mix` at `rate_rps`."""
     rnd = random.Random(seed)
-    engine = EngineModel(profile)
+    engine = EngineModel(profile, token_events=False)
     now, ttfts, in_flight = 0.0, [], []
     warmup = requests // 5
     for i in range(requests):

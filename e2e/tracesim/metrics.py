@@ -41,6 +41,7 @@ class SimResult:
     ttft_p99_s: float
     peak_replicas: int
     violated_minutes: tuple[int, ...]
+    replicas_at_minute_start: tuple[int, ...] = ()  # replicas (starting, Ready, draining) at each minute's first tick
 
     @property
     def slo_attainment(self) -> float:
@@ -82,4 +83,17 @@ class SimResult:
             ttft_p99_s=percentile(ttfts, 0.99),
             peak_replicas=max((n for _, n in timeline), default=0),
             violated_minutes=violated,
+            replicas_at_minute_start=_at_minute_starts(timeline),
         )
+
+
+def _at_minute_starts(timeline: list[tuple[float, int]]) -> tuple[int, ...]:
+    firsts: dict[int, int] = {}
+    for t, n in timeline:
+        firsts.setdefault(int(t // 60), n)
+    last = max(firsts, default=-1)
+    out, held = [], 0
+    for m in range(last + 1):
+        held = firsts.get(m, held)
+        out.append(held)
+    return tuple(out)

@@ -40,8 +40,15 @@ class KubeAIPolicy:
     """KubeAI: every 10 s, ceil(10-minute moving average of in-flight requests / targetRequests), clamped;
     scale down only after 3 consecutive lower decisions. The proxy's in-flight count includes held requests."""
 
-    def __init__(self, min_replicas: int, max_replicas: int, target_requests: float, window_s: float = 600.0) -> None:
-        self.name = "kubeai"
+    def __init__(
+        self,
+        min_replicas: int,
+        max_replicas: int,
+        target_requests: float,
+        window_s: float = 600.0,
+        name: str = "kubeai",
+    ) -> None:
+        self.name = name
         self.interval_s = 10.0
         self.min_replicas, self.max_replicas, self.target = min_replicas, max_replicas, target_requests
         self._samples: deque[float] = deque(maxlen=max(1, int(window_s / self.interval_s)))
@@ -67,15 +74,27 @@ class KubeAIPolicy:
 class HpaKedaPolicy:
     """HPA fed by KEDA's Prometheus scaler: AverageValue target on `vllm:num_requests_waiting` per pod
     (threshold as in vLLM production-stack's example), 10 % tolerance, scale-down stabilization 300 s,
-    scale-up at most +1 pod per 60 s, polled every 15 s."""
+    polled every 15 s. Scale-up: by default at most +1 pod per 60 s (the issue's setting); `up_pods`,
+    `up_percent` and `up_period_s` give other HPA `behavior.scaleUp` policies (selectPolicy Max), e.g. the
+    Kubernetes default of +4 pods or +100 % per 15 s."""
 
     def __init__(
-        self, min_replicas: int, max_replicas: int, waiting_threshold: float = 5.0, stabilization_s: float = 300.0
+        self,
+        min_replicas: int,
+        max_replicas: int,
+        waiting_threshold: float = 5.0,
+        stabilization_s: float = 300.0,
+        *,
+        up_pods: int = 1,
+        up_percent: float = 0.0,
+        up_period_s: float = 60.0,
+        name: str = "hpa-keda",
     ) -> None:
-        self.name = "hpa-keda"
+        self.name = name
         self.interval_s = 15.0
         self.min_replicas, self.max_replicas = min_replicas, max_replicas
         self.threshold, self.stabilization_s = waiting_threshold, stabilization_s
+        self.up_pods, self.up_percent, self.up_period_s = up_pods, up_percent, up_period_s
         self._recs: deque[tuple[float, int]] = deque()
         self._last_up_s = -math.inf
 
@@ -89,20 +108,24 @@ class HpaKedaPolicy:
         while self._recs and self._recs[0][0] <= now_s - self.stabilization_s:
             self._recs.popleft()
         if raw > current:
-            if now_s - self._last_up_s < 60.0:
+            if now_s - self._last_up_s < self.up_period_s:
                 return current, "up-rate-limited"
             self._last_up_s = now_s
-            return current + 1, "waiting-above-threshold"
+            step = max(self.up_pods, math.ceil(current * self.up_percent / 100.0))
+            return min(raw, current + step), "waiting-above-threshold"
         stabilized = min(current, max(r for _, r in self._recs))
         return stabilized, "stabilized" if stabilized == current else "scale-down"
 
 
 class OraclePolicy:
-    """Knows the future: provisions each minute's required replicas one cold start (plus a tick) ahead and
-    keeps them until that minute is over. `needed_per_minute[m]` comes from the trace and the replica capacity."""
+    """Knows the future: provisions each minute's replicas one cold start (plus a tick) ahead and keeps them
+    until that minute is over. `needed_per_minute[m]` is a plan: the heuristic one below (trace and replica
+    capacity) or the one `e2e.tracesim.oracle` searches for. Minutes past the plan get `min_replicas`."""
 
-    def __init__(self, needed_per_minute: list[int], cold_start_s: float, min_replicas: int = 1) -> None:
-        self.name = "oracle"
+    def __init__(
+        self, needed_per_minute: list[int], cold_start_s: float, min_replicas: int = 1, name: str = "oracle"
+    ) -> None:
+        self.name = name
         self.interval_s = 10.0
         self.needed = needed_per_minute
         self.lead_s = cold_start_s + self.interval_s

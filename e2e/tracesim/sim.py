@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import heapq
 import math
 from collections import deque
@@ -89,12 +90,16 @@ class Simulation:
         self._now = 0.0
         self.gpu_seconds = 0.0
         self.replica_timeline: list[tuple[float, int]] = []
+        self._started = False
+        self._next_arrival = 0
+        self._next_tick_s = 0.0
+        self._end_limit_s = math.inf
 
     # --- replicas -------------------------------------------------------------------------------------------
 
     def _new_replica(self, now_s: float) -> None:
         self._counter += 1
-        engine = EngineModel(self.config.profile)
+        engine = EngineModel(self.config.profile, token_events=False)
         engine.advance(now_s)
         active = sum(1 for r in self.replicas if r.phase != "pending")
         replica = _Replica(f"r{self._counter}", engine, "pending", uid=self._counter)
@@ -208,27 +213,42 @@ class Simulation:
         self._now = t
 
     def run(self) -> SimResult:
+        """Replay the whole trace (and drain what is left, up to `drain_limit_s`), then summarize."""
+        self.run_until(math.inf)
+        return self.result()
+
+    def _start(self) -> None:
+        self._started = True
         for _ in range(self.config.initial_replicas):
             self._new_replica(0.0)
             self.replicas[-1].phase, self.replicas[-1].ready_at_s = "ready", 0.0
         n = len(self.trace)
-        i = 0
-        next_tick = 0.0
-        end_limit = (self.trace[-1].arrival_s if n else 0.0) + self.config.drain_limit_s
+        self._end_limit_s = (self.trace[-1].arrival_s if n else 0.0) + self.config.drain_limit_s
+
+    def run_until(self, limit_s: float) -> bool:
+        """Process every event at or before `limit_s`; True once the replay is over (nothing left to do).
+
+        A simulation stopped here can be `fork`ed and both copies continued independently."""
+        if not self._started:
+            self._start()
+        n = len(self.trace)
         while True:
             while self._heap and (
                 self._heap[0][2] not in self._by_uid or self._heap[0][3] != self._by_uid[self._heap[0][2]].version
             ):
                 heapq.heappop(self._heap)
             t_engine = self._heap[0][0] if self._heap else math.inf
+            i = self._next_arrival
             t_arrival = self.trace[i].arrival_s if i < n else math.inf
             t_ready = min((r.ready_at_s for r in self.replicas if r.phase == "starting"), default=math.inf)
             busy = any(r.in_flight for r in self.replicas) or self.held
             if i >= n and not busy:
-                break
-            t = min(t_engine, t_arrival, t_ready, next_tick)
-            if t > end_limit:
-                break
+                return True
+            t = min(t_engine, t_arrival, t_ready, self._next_tick_s)
+            if t > self._end_limit_s:
+                return True
+            if t > limit_s:
+                return False
             self._advance_clock(max(t, self._now))
             if t == t_engine:
                 _, _, uid, _ = heapq.heappop(self._heap)
@@ -242,13 +262,30 @@ class Simulation:
             elif t == t_arrival:
                 if self.held or not self._dispatch(i, self._now):
                     self.held.append(i)
-                i += 1
+                self._next_arrival += 1
             else:
                 obs = self._observe(self._now)
                 desired, reason = self.policy.decide(obs, self._now)
                 self._actuate(desired, reason, self._now)
                 self.replica_timeline.append((self._now, self._count("starting", "ready", "draining")))
-                next_tick += self.policy.interval_s
+                self._next_tick_s += self.policy.interval_s
+
+    def fork(self, policy: SimPolicy) -> Simulation:
+        """An independent copy of this simulation at its current time, continuing under `policy`."""
+        twin = copy.copy(self)
+        twin.policy = policy
+        twin.records = [copy.copy(r) for r in self.records]
+        twin.replicas = copy.deepcopy(self.replicas)
+        twin._by_uid = {r.uid: r for r in twin.replicas}
+        twin._heap = list(self._heap)
+        twin.held = deque(self.held)
+        twin.scale_events = list(self.scale_events)
+        twin.replica_timeline = list(self.replica_timeline)
+        twin._window_ttfts = list(self._window_ttfts)
+        return twin
+
+    def result(self) -> SimResult:
+        """The summary of what was replayed so far."""
         return SimResult.build(
             policy=self.policy.name,
             records=self.records,

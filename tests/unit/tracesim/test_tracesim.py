@@ -154,7 +154,7 @@ def test_command_line_replays_any_csv_of_the_shape(tmp_path: Path, capsys):
     assert main([str(csv), "--cold-start-s", "30"]) == 0
     out = capsys.readouterr().out
     assert "120 requests" in out
-    for name in ("| ours |", "| kubeai |", "| hpa-keda |", "| oracle |"):
+    for name in ("| ours |", "| kubeai |", "| hpa-keda |", "| oracle (heuristic) |", "| oracle (search) |"):
         assert name in out
     assert main([str(tmp_path / "missing.csv")]) == 2
     assert "missing.csv" in capsys.readouterr().err
