@@ -34,7 +34,8 @@ SEARCHED_ORACLE = "oracle (search)"
 
 def policies(setup: Setup, target_in_flight: float, need: list[int]) -> list[SimPolicy]:
     """Ours, ours with flat scale-down windows (the former 600 s one and a short 180 s one, to show the
-    trade-off of the decaying peak), KubeAI, HPA/KEDA, the heuristic oracle (the searched one is added by
+    trade-off of the decaying peak), ours keeping TTFT-guard replicas even on steady traffic (the former
+    behaviour), KubeAI, HPA/KEDA, the heuristic oracle (the searched one is added by
     `replay_all`)."""
     ours = PolicyConfig(
         min_replicas=1,
@@ -48,6 +49,7 @@ def policies(setup: Setup, target_in_flight: float, need: list[int]) -> list[Sim
         OursPolicy(
             replace(ours, scale_down_stabilization_s=180.0, scale_down_floor_ratio=1.0), name="ours, flat 180 s"
         ),
+        OursPolicy(replace(ours, burst_memory_s=None), name="ours, guard replicas always kept"),
         KubeAIPolicy(1, setup.max_replicas, target_requests=target_in_flight),
         HpaKedaPolicy(1, setup.max_replicas, waiting_threshold=setup.hpa_waiting_threshold),
         OraclePolicy(need, cold_start_s=setup.cold_start_s, name=HEURISTIC_ORACLE),

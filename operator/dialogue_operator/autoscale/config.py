@@ -59,6 +59,13 @@ class PolicyConfig:
     kv_cache_target_ratio: float = 0.8
     queue_tolerance_per_replica: float = 1.0
     ttft_guard_step_ratio: float = 0.25
+    # Replicas the TTFT guard adds act at once; they join the decaying peak above (a reserve for the next burst)
+    # only while the traffic is bursty: a load spike (the panic window's average >= `panic_threshold` x the
+    # stable window's, and at least one replica's target) or a panic within the last `burst_memory_s`. On
+    # steady traffic they are given back once TTFT is within target. None: always kept (the former behaviour).
+    # On the Azure traces: conv 12.01 -> 10.33 replica-hours at 60 s cold start (10.57 -> 10.19 at 100 s), all
+    # minutes in SLO still; the bursty code trace unchanged (bench_autoscale).
+    burst_memory_s: float | None = 900.0
 
     def __post_init__(self) -> None:
         if self.min_replicas < 0:
@@ -75,6 +82,8 @@ class PolicyConfig:
             raise ValueError("autoscaling panic_window_s must not exceed stable_window_s")
         if self.scale_down_hold_s < 0:
             raise ValueError(f"autoscaling scale_down_hold_s must be >= 0, got {self.scale_down_hold_s}")
+        if self.burst_memory_s is not None and self.burst_memory_s < 0:
+            raise ValueError(f"autoscaling burst_memory_s must be >= 0 or None, got {self.burst_memory_s}")
         if self.scale_down_decay_step_s < 0:
             raise ValueError(f"autoscaling scale_down_decay_step_s must be >= 0, got {self.scale_down_decay_step_s}")
         if not 0 < self.scale_down_floor_ratio <= 1:

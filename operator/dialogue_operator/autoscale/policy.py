@@ -70,10 +70,11 @@ def decide(state: PolicyState | None, obs: Observation, now_s: float, config: Po
     """Desired replicas for one model at time `now_s`.
 
     Contract: pure and deterministic; `now_s` only ever moves forward between calls with the same state.
-    Scale-up is fast (short panic window, large steps), scale-down slow (highest recommendation of the
-    stabilization window, bounded steps). Never scales down on partial metrics, never below one replica
-    unless the model was idle for `scale_to_zero_after_s`, never adds replicas while some are Pending
-    for want of a GPU.
+    Scale-up is fast (short panic window, large steps), scale-down slow (a decaying peak of the
+    stabilization window's recommendations, bounded steps; replicas the TTFT guard adds join it only while
+    the traffic is bursty, see `PolicyConfig.burst_memory_s`). Never scales down on partial metrics, never
+    below one replica unless the model was idle for `scale_to_zero_after_s`, never adds replicas while some
+    are Pending for want of a GPU.
     """
     state = state or PolicyState()
     current = obs.current_replicas
@@ -95,7 +96,15 @@ def decide(state: PolicyState | None, obs: Observation, now_s: float, config: Po
     if obs.ttft_p95_s is not None:
         signals["ttftP95Seconds"] = round(obs.ttft_p95_s, 3)
 
-    def finish(desired: int, reason: str, message: str, rec: int | None, panic_until_s: float | None) -> Decision:
+    def finish(
+        desired: int,
+        reason: str,
+        message: str,
+        rec: int | None,
+        panic_until_s: float | None,
+        *,
+        last_spike_s: float | None = state.last_spike_s,
+    ) -> Decision:
         recs = [(t, r) for t, r in state.recommendations if t > now_s - config.scale_down_stabilization_s]
         if not state.recommendations and current > 0:
             recs.append((now_s, current))
@@ -107,6 +116,7 @@ def decide(state: PolicyState | None, obs: Observation, now_s: float, config: Po
             last_active_s=last_active_s,
             panic_until_s=panic_until_s,
             last_scale_s=now_s if desired != current else state.last_scale_s,
+            last_spike_s=last_spike_s,
         )
         return Decision(desired, reason, message, new_state, signals)
 
@@ -132,6 +142,11 @@ def decide(state: PolicyState | None, obs: Observation, now_s: float, config: Po
         panic_until_s = None
     in_panic = panic_until_s is not None
     rec = max(rec_stable, rec_panic)
+    spike = panic_now or (panic_avg >= config.panic_threshold * stable_avg and panic_avg >= target)
+    last_spike_s = now_s if spike else state.last_spike_s
+    bursty = config.burst_memory_s is None or (
+        last_spike_s is not None and now_s - last_spike_s <= config.burst_memory_s
+    )
     driver = Reason.PANIC if panic_now else Reason.LOAD_ABOVE_TARGET
     detail = f"in-flight {load:g} (avg {stable_avg:.1f}/{config.stable_window_s:g}s) vs target {target:g}/replica"
 
@@ -156,11 +171,14 @@ def decide(state: PolicyState | None, obs: Observation, now_s: float, config: Po
         and obs.ttft_p95_s is not None
         and obs.ttft_p95_s > config.ttft_p95_target_s
     )
+    reserve_rec = rec  # what the decaying peak remembers: TTFT-guard additions only while bursty
     if ttft_miss and obs.starting_replicas == 0:
         guard = current + max(1, math.ceil(current * config.ttft_guard_step_ratio))
         if guard > rec:
             rec, driver = guard, Reason.TTFT_ABOVE_TARGET
             detail = f"TTFT p95 {obs.ttft_p95_s:.2f}s > target {config.ttft_p95_target_s:g}s"
+            if bursty:
+                reserve_rec = rec
 
     # 4. Stabilize: up at once, down only to the highest recommendation of the window. A fresh state (first
     # decision, or a status that lost the window) counts as having recommended the current size just now.
@@ -245,4 +263,4 @@ def decide(state: PolicyState | None, obs: Observation, now_s: float, config: Po
         message += " [panic mode]"
     if notes:
         message += f" ({'; '.join(notes)})"
-    return finish(desired, reason, message, rec, panic_until_s)
+    return finish(desired, reason, message, min(rec, reserve_rec), panic_until_s, last_spike_s=last_spike_s)

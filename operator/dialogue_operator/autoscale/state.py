@@ -12,7 +12,8 @@ class PolicyState(BaseModel):
     """Windows and timers the policy needs across decisions; survives an operator restart via status.
 
     `load_samples` are (time_s, in-flight) pairs inside the stable window; `recommendations` are
-    (time_s, replicas) pairs inside the scale-down stabilization window. Times are the caller's clock
+    (time_s, replicas) pairs inside the scale-down stabilization window; `last_spike_s` dates the last load
+    spike (it decides whether TTFT-guard additions are kept as a burst reserve). Times are the caller's clock
     (monotonic or epoch seconds: the policy only subtracts them).
     """
 
@@ -23,6 +24,9 @@ class PolicyState(BaseModel):
     last_active_s: float | None = None
     panic_until_s: float | None = Field(default=None, description="Panic mode lasts until this time.")
     last_scale_s: float | None = None
+    last_spike_s: float | None = Field(
+        default=None, description="When the load last spiked (or panic began): the traffic counts as bursty."
+    )
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready dict with camelCase keys (what status holds)."""

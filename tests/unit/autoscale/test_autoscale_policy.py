@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 
 import pytest
 from dialogue_operator.autoscale import Observation, PolicyConfig, PolicyState, Reason, ReplicaMetrics, decide
@@ -213,6 +214,42 @@ def test_ttft_guard_adds_a_replica_and_blocks_scale_down():
     d2 = decide(None, obs(5, 5, ready=4, starting=1, ttft=3.0), 0.0, cfg)
     assert d2.desired_replicas == 5
     assert d2.reason == Reason.HOLDING_FOR_TTFT
+
+
+def _guard_then_recovery(cfg: PolicyConfig, before: float) -> list[int]:
+    """Replica counts: 4 replicas at `before` in flight each for a minute, then 10 each, a TTFT miss, then 40
+    in flight on 5 replicas with TTFT well within target for 3 minutes."""
+    steps = [(float(t), obs(4, before, ttft=0.2)) for t in range(0, 60, 10)]
+    steps += [(60.0, obs(4, 10, ttft=0.2)), (70.0, obs(4, 10, ttft=3.0))]
+    state: PolicyState | None = None
+    counts = []
+    for now, o in steps:
+        d = decide(state, o, now, cfg)
+        state = d.new_state
+        counts.append(d.desired_replicas)
+    for t in range(80, 260, 10):
+        current = counts[-1]
+        d = decide(state, obs(current, 40 / current, ttft=0.2), float(t), cfg)
+        state = d.new_state
+        counts.append(d.desired_replicas)
+    return counts
+
+
+def test_on_steady_traffic_replicas_the_ttft_guard_added_are_given_back_once_ttft_recovers():
+    cfg = PolicyConfig(min_replicas=1, max_replicas=20, target_in_flight_per_replica=10, ttft_p95_target_s=1.0)
+    steady = _guard_then_recovery(cfg, before=10)  # 40 in flight all along: no load spike
+    assert steady[7] == 5  # the guard acts at once
+    assert steady[-1] == 4  # and its replica is not kept as a burst reserve
+    assert steady.index(4, 8) <= 9
+    # The former behaviour (burst_memory_s=None) keeps it for the whole hold.
+    always = _guard_then_recovery(replace(cfg, burst_memory_s=None), before=10)
+    assert always[7:] == [5] * len(always[7:])
+
+
+def test_after_a_load_spike_replicas_the_ttft_guard_added_are_kept_as_a_burst_reserve():
+    cfg = PolicyConfig(min_replicas=1, max_replicas=20, target_in_flight_per_replica=10, ttft_p95_target_s=1.0)
+    counts = _guard_then_recovery(cfg, before=1)  # 4 -> 40 in flight within 10 s: a spike, then the miss
+    assert counts[7:] == [5] * len(counts[7:])
 
 
 def test_kv_cache_pressure_scales_up():
