@@ -143,7 +143,8 @@ def decide(state: PolicyState | None, obs: Observation, now_s: float, config: Po
     in_panic = panic_until_s is not None
     rec = max(rec_stable, rec_panic)
     spike = panic_now or (panic_avg >= config.panic_threshold * stable_avg and panic_avg >= target)
-    last_spike_s = now_s if spike else state.last_spike_s
+    # A fresh state (a new model, or a status that lost its memory) counts as having just seen a spike.
+    last_spike_s = now_s if spike or state.last_spike_s is None else state.last_spike_s
     bursty = config.burst_memory_s is None or (
         last_spike_s is not None and now_s - last_spike_s <= config.burst_memory_s
     )

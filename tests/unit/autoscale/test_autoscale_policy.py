@@ -216,12 +216,15 @@ def test_ttft_guard_adds_a_replica_and_blocks_scale_down():
     assert d2.reason == Reason.HOLDING_FOR_TTFT
 
 
-def _guard_then_recovery(cfg: PolicyConfig, before: float) -> list[int]:
+# A state whose last load spike lies further back than the default burst memory (900 s).
+QUIET_FOR_LONG = PolicyState(last_spike_s=-1000.0)
+
+
+def _guard_then_recovery(cfg: PolicyConfig, before: float, state: PolicyState | None = QUIET_FOR_LONG) -> list[int]:
     """Replica counts: 4 replicas at `before` in flight each for a minute, then 10 each, a TTFT miss, then 40
     in flight on 5 replicas with TTFT well within target for 3 minutes."""
     steps = [(float(t), obs(4, before, ttft=0.2)) for t in range(0, 60, 10)]
     steps += [(60.0, obs(4, 10, ttft=0.2)), (70.0, obs(4, 10, ttft=3.0))]
-    state: PolicyState | None = None
     counts = []
     for now, o in steps:
         d = decide(state, o, now, cfg)
@@ -250,6 +253,9 @@ def test_after_a_load_spike_replicas_the_ttft_guard_added_are_kept_as_a_burst_re
     cfg = PolicyConfig(min_replicas=1, max_replicas=20, target_in_flight_per_replica=10, ttft_p95_target_s=1.0)
     counts = _guard_then_recovery(cfg, before=1)  # 4 -> 40 in flight within 10 s: a spike, then the miss
     assert counts[7:] == [5] * len(counts[7:])
+    # A model the policy has no memory of (new, or its status lost) counts as bursty: it keeps the reserve.
+    fresh = _guard_then_recovery(cfg, before=10, state=None)
+    assert fresh[7:] == [5] * len(fresh[7:])
 
 
 def test_kv_cache_pressure_scales_up():
