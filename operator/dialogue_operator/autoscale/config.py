@@ -68,6 +68,24 @@ class PolicyConfig:
     # (bench_autoscale); on random 70 % subsets: conv -14 % (6 subsets, 60 s) and -11 % (3, 100 s) with every
     # minute in SLO, code identical (9 subsets at 60 s, 5 at 100 s).
     burst_memory_s: float | None = 900.0
+    # Closed loop on TTFT for steady traffic: while no spike or panic was seen within `burst_memory_s`, the
+    # per-replica target is multiplied by `PolicyState.target_scale`, a factor in [1, `target_scale_max`] that
+    # moves each tick with a measured TTFT p95 by `target_scale_gain` x (setpoint - TTFT) / setpoint, at most
+    # `target_scale_step` either way; the setpoint is `ttft_setpoint_ratio` x `ttft_p95_target_s`. A TTFT p95
+    # above `ttft_p95_target_s` keeps only `target_scale_backoff` of the factor's excess over 1; a spike or
+    # panic resets it to 1. While the factor is above 1 and TTFT is under the setpoint, past recommendations
+    # count in full for `steady_scale_down_hold_s` instead of `scale_down_hold_s`. Off (factor 1, today's
+    # behaviour before it) with `ttft_setpoint_ratio` None, no TTFT target, or `burst_memory_s` None.
+    # Chosen on the Azure traces (bench_autoscale, TTFT target 0.8x a 5 s SLO): conv 10.33 -> 9.86 replica-hours
+    # at 60 s cold start, 10.19 -> 9.95 at 100 s, every minute in SLO; code identical (never steady); on 16
+    # random 70 % conv subsets (60 s and 100 s) every one as cheap or cheaper (-4 % on average), no minute lost.
+    # A bound of 1.7 or 2.0 lost minutes on subsets, and so did a full reset on a breach (backoff 0).
+    ttft_setpoint_ratio: float | None = 0.8
+    target_scale_max: float = 1.3
+    target_scale_gain: float = 0.05
+    target_scale_step: float = 0.05
+    target_scale_backoff: float = 0.5
+    steady_scale_down_hold_s: float | None = 180.0
 
     def __post_init__(self) -> None:
         if self.min_replicas < 0:
@@ -86,6 +104,23 @@ class PolicyConfig:
             raise ValueError(f"autoscaling scale_down_hold_s must be >= 0, got {self.scale_down_hold_s}")
         if self.burst_memory_s is not None and self.burst_memory_s < 0:
             raise ValueError(f"autoscaling burst_memory_s must be >= 0 or None, got {self.burst_memory_s}")
+        if self.ttft_setpoint_ratio is not None and not 0 < self.ttft_setpoint_ratio <= 1:
+            raise ValueError(
+                f"autoscaling ttft_setpoint_ratio must be in (0, 1] or None, got {self.ttft_setpoint_ratio}"
+            )
+        if self.target_scale_max < 1:
+            raise ValueError(f"autoscaling target_scale_max must be >= 1, got {self.target_scale_max}")
+        if not 0 <= self.target_scale_backoff <= 1:
+            raise ValueError(f"autoscaling target_scale_backoff must be in [0, 1], got {self.target_scale_backoff}")
+        if self.target_scale_gain < 0 or not 0 <= self.target_scale_step < 1:
+            raise ValueError(
+                "autoscaling target_scale_gain must be >= 0 and target_scale_step in [0, 1), got "
+                f"{self.target_scale_gain} and {self.target_scale_step}"
+            )
+        if self.steady_scale_down_hold_s is not None and self.steady_scale_down_hold_s < 0:
+            raise ValueError(
+                f"autoscaling steady_scale_down_hold_s must be >= 0 or None, got {self.steady_scale_down_hold_s}"
+            )
         if self.scale_down_decay_step_s < 0:
             raise ValueError(f"autoscaling scale_down_decay_step_s must be >= 0, got {self.scale_down_decay_step_s}")
         if not 0 < self.scale_down_floor_ratio <= 1:

@@ -52,11 +52,12 @@ def _mean(values: list[float]) -> float:
     return sum(values) / len(values) if values else 0.0
 
 
-def _kept(replicas: int, age_s: float, config: PolicyConfig) -> int:
-    """What a past recommendation still holds up: all of it for `scale_down_hold_s`, then a share decaying
-    linearly, in steps of `scale_down_decay_step_s`, to `scale_down_floor_ratio` at the end of the stabilization
-    window (a decaying peak; the steps keep it from removing a replica at every tick)."""
-    hold_s = min(config.scale_down_hold_s, config.scale_down_stabilization_s)
+def _kept(replicas: int, age_s: float, config: PolicyConfig, hold_s: float) -> int:
+    """What a past recommendation still holds up: all of it for `hold_s` (`scale_down_hold_s`, or the steady
+    one), then a share decaying linearly, in steps of `scale_down_decay_step_s`, to `scale_down_floor_ratio` at
+    the end of the stabilization window (a decaying peak; the steps keep it from removing a replica at every
+    tick)."""
+    hold_s = min(hold_s, config.scale_down_stabilization_s)
     span_s = config.scale_down_stabilization_s - hold_s
     if age_s <= hold_s or span_s <= 0:
         return replicas
@@ -66,15 +67,34 @@ def _kept(replicas: int, age_s: float, config: PolicyConfig) -> int:
     return math.ceil(replicas * share - 1e-9)
 
 
+def next_target_scale(
+    previous: float, ttft_p95_s: float | None, config: PolicyConfig, *, steady: bool, ttft_miss: bool
+) -> float:
+    """The per-replica target's multiplier after one tick: 1 unless the traffic is steady and the controller is
+    on; a TTFT breach backs it off (keeps `target_scale_backoff` of its excess over 1); otherwise it moves toward
+    the TTFT setpoint by a bounded step (no TTFT this tick: kept). Always within [1, `target_scale_max`]."""
+    if config.ttft_setpoint_ratio is None or config.ttft_p95_target_s is None or not steady:
+        return 1.0
+    if ttft_miss:
+        return 1.0 + (min(config.target_scale_max, previous) - 1.0) * config.target_scale_backoff
+    if ttft_p95_s is None:
+        return min(config.target_scale_max, max(1.0, previous))
+    setpoint_s = config.ttft_setpoint_ratio * config.ttft_p95_target_s
+    step = config.target_scale_gain * (setpoint_s - ttft_p95_s) / setpoint_s
+    step = max(-config.target_scale_step, min(config.target_scale_step, step))
+    return min(config.target_scale_max, max(1.0, previous * (1.0 + step)))
+
+
 def decide(state: PolicyState | None, obs: Observation, now_s: float, config: PolicyConfig) -> Decision:
     """Desired replicas for one model at time `now_s`.
 
     Contract: pure and deterministic; `now_s` only ever moves forward between calls with the same state.
     Scale-up is fast (short panic window, large steps), scale-down slow (a decaying peak of the
     stabilization window's recommendations, bounded steps; replicas the TTFT guard adds join it only while
-    the traffic is bursty, see `PolicyConfig.burst_memory_s`). Never scales down on partial metrics, never
-    below one replica unless the model was idle for `scale_to_zero_after_s`, never adds replicas while some
-    are Pending for want of a GPU.
+    the traffic is bursty, see `PolicyConfig.burst_memory_s`; on steady traffic the per-replica target follows
+    the measured TTFT within bounds, see `PolicyConfig.ttft_setpoint_ratio`). Never scales down on partial
+    metrics, never below one replica unless the model was idle for `scale_to_zero_after_s`, never adds replicas
+    while some are Pending for want of a GPU.
     """
     state = state or PolicyState()
     current = obs.current_replicas
@@ -104,6 +124,7 @@ def decide(state: PolicyState | None, obs: Observation, now_s: float, config: Po
         panic_until_s: float | None,
         *,
         last_spike_s: float | None = state.last_spike_s,
+        target_scale: float = 1.0,
     ) -> Decision:
         recs = [(t, r) for t, r in state.recommendations if t > now_s - config.scale_down_stabilization_s]
         if not state.recommendations and current > 0:
@@ -117,6 +138,7 @@ def decide(state: PolicyState | None, obs: Observation, now_s: float, config: Po
             panic_until_s=panic_until_s,
             last_scale_s=now_s if desired != current else state.last_scale_s,
             last_spike_s=last_spike_s,
+            target_scale=target_scale,
         )
         return Decision(desired, reason, message, new_state, signals)
 
@@ -130,9 +152,9 @@ def decide(state: PolicyState | None, obs: Observation, now_s: float, config: Po
             return finish(config.min_replicas, Reason.AT_MIN_REPLICAS, "raising to minReplicas", None, None)
         return finish(0, Reason.IDLE, "no load; staying at zero", 0, None)
 
-    # 1. Recommendation from concurrency (stable and panic windows).
-    rec_stable = math.ceil(stable_avg / target)
-    rec_panic = math.ceil(panic_avg / target)
+    # 1. Recommendation from concurrency (stable and panic windows). Spikes and panic are judged on the
+    # configured target; sizing uses it times the TTFT-learned `target_scale` (1 unless traffic is steady).
+    rec_panic = math.ceil(panic_avg / (target * min(config.target_scale_max, state.target_scale)))
     ready_floor = max(1, obs.ready_replicas)
     panic_now = rec_panic >= config.panic_threshold * ready_floor and rec_panic > current
     panic_until_s: float | None = state.panic_until_s
@@ -141,15 +163,38 @@ def decide(state: PolicyState | None, obs: Observation, now_s: float, config: Po
     elif panic_until_s is not None and now_s >= panic_until_s:
         panic_until_s = None
     in_panic = panic_until_s is not None
-    rec = max(rec_stable, rec_panic)
     spike = panic_now or (panic_avg >= config.panic_threshold * stable_avg and panic_avg >= target)
     # A fresh state (a new model, or a status that lost its memory) counts as having just seen a spike.
     last_spike_s = now_s if spike or state.last_spike_s is None else state.last_spike_s
     bursty = config.burst_memory_s is None or (
         last_spike_s is not None and now_s - last_spike_s <= config.burst_memory_s
     )
+    ttft_miss = (
+        config.ttft_p95_target_s is not None
+        and obs.ttft_p95_s is not None
+        and obs.ttft_p95_s > config.ttft_p95_target_s
+    )
+    target_scale = next_target_scale(
+        state.target_scale, obs.ttft_p95_s, config, steady=not bursty and not in_panic, ttft_miss=ttft_miss
+    )
+    effective = target * target_scale
+    rec = max(math.ceil(stable_avg / effective), math.ceil(panic_avg / effective))
     driver = Reason.PANIC if panic_now else Reason.LOAD_ABOVE_TARGET
-    detail = f"in-flight {load:g} (avg {stable_avg:.1f}/{config.stable_window_s:g}s) vs target {target:g}/replica"
+    shown = f"{effective:.3g} (x{target_scale:.2f}, steady traffic)" if target_scale > 1 else f"{target:g}"
+    detail = f"in-flight {load:g} (avg {stable_avg:.1f}/{config.stable_window_s:g}s) vs target {shown}/replica"
+    if config.ttft_setpoint_ratio is not None:
+        signals["targetScale"] = round(target_scale, 3)
+    # On steady traffic with TTFT under the setpoint, past recommendations are held in full for less time.
+    hold_s = config.scale_down_hold_s
+    if (
+        config.steady_scale_down_hold_s is not None
+        and config.ttft_setpoint_ratio is not None
+        and config.ttft_p95_target_s is not None
+        and target_scale > 1
+        and obs.ttft_p95_s is not None
+        and obs.ttft_p95_s < config.ttft_setpoint_ratio * config.ttft_p95_target_s
+    ):
+        hold_s = min(hold_s, config.steady_scale_down_hold_s)
 
     # 2. Saturation signals: KV cache and queue on the replicas that answered.
     scraped = len(obs.replicas)
@@ -167,11 +212,6 @@ def decide(state: PolicyState | None, obs: Observation, now_s: float, config: Po
             detail = f"{waiting:g} request(s) waiting in engine queues ({waiting / scraped:.1f}/replica)"
 
     # 3. TTFT SLO guard: add replicas when p95 misses the target and none are already on the way.
-    ttft_miss = (
-        config.ttft_p95_target_s is not None
-        and obs.ttft_p95_s is not None
-        and obs.ttft_p95_s > config.ttft_p95_target_s
-    )
     reserve_rec = rec  # what the decaying peak remembers: TTFT-guard additions only while bursty
     if ttft_miss and obs.starting_replicas == 0:
         guard = current + max(1, math.ceil(current * config.ttft_guard_step_ratio))
@@ -186,7 +226,7 @@ def decide(state: PolicyState | None, obs: Observation, now_s: float, config: Po
     history = [(t, r) for t, r in state.recommendations if t > now_s - config.scale_down_stabilization_s]
     if not state.recommendations:
         history.append((now_s, current))
-    window_max = max([rec, *(_kept(r, now_s - t, config) for t, r in history)])
+    window_max = max([rec, *(_kept(r, now_s - t, config, hold_s) for t, r in history)])
     if rec > current:
         desired, reason = rec, driver
     elif rec == current:
@@ -264,4 +304,12 @@ def decide(state: PolicyState | None, obs: Observation, now_s: float, config: Po
         message += " [panic mode]"
     if notes:
         message += f" ({'; '.join(notes)})"
-    return finish(desired, reason, message, min(rec, reserve_rec), panic_until_s, last_spike_s=last_spike_s)
+    return finish(
+        desired,
+        reason,
+        message,
+        min(rec, reserve_rec),
+        panic_until_s,
+        last_spike_s=last_spike_s,
+        target_scale=round(target_scale, 6),
+    )

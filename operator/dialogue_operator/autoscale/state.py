@@ -13,7 +13,8 @@ class PolicyState(BaseModel):
 
     `load_samples` are (time_s, in-flight) pairs inside the stable window; `recommendations` are
     (time_s, replicas) pairs inside the scale-down stabilization window; `last_spike_s` dates the last load
-    spike (it decides whether TTFT-guard additions are kept as a burst reserve). Times are the caller's clock
+    spike (it decides whether TTFT-guard additions are kept as a burst reserve); `target_scale` multiplies the
+    per-replica target on steady traffic (see `PolicyConfig.ttft_setpoint_ratio`). Times are the caller's clock
     (monotonic or epoch seconds: the policy only subtracts them).
     """
 
@@ -26,6 +27,11 @@ class PolicyState(BaseModel):
     last_scale_s: float | None = None
     last_spike_s: float | None = Field(
         default=None, description="When the load last spiked (or panic began): the traffic counts as bursty."
+    )
+    target_scale: float = Field(
+        default=1.0,
+        ge=1.0,
+        description="Multiplier of the per-replica target learned from TTFT on steady traffic (>= 1).",
     )
 
     def to_dict(self) -> dict[str, Any]:
