@@ -11,8 +11,8 @@ real gateway in front, a steady streamed load from the first Ready replica to th
 - another model on the same base and W8A8 recipe, and the first model deleted and applied again: their
   compression Jobs find the finished artifact and end in seconds (`reused: true`, an ArtifactReused Event,
   VariantReady says so), nothing is compressed a second time.
-Slow: each engine start, compression and gate takes 1-2 min on 2 cores; 9.8 min measured while other test
-sessions shared the machine (9.8-11 min; W8A8 promoted at ~5 min). Marked `engine` and `compress`.
+Slow: each engine start, compression and gate takes 1-2 min on 2 cores; 10-11 min measured while other test
+sessions shared the machine (W8A8 promoted at ~5 min). Marked `engine` and `compress`.
 """
 
 from __future__ import annotations
