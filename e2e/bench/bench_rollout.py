@@ -344,9 +344,7 @@ def run() -> str:
     with_w4a16 = os.environ.get("DIALOGUE_BENCH_ROLLOUT_W4A16") == "1"
     workdir = Path(tempfile.mkdtemp(prefix="bench-rollout-"))
     store = workdir / "models"
-    (store / "smollm2").mkdir(parents=True)
-    for item in engine_env.smollm2_dir().iterdir():
-        os.symlink(item, store / "smollm2" / item.name)
+    engine_env.link_smollm2(store)
     step("making the pre-built W8A8 checkpoint (untimed; reused when the cache has it)")
     shutil.copytree(prebuilt_checkpoint(workdir), store / "prebuilt-w8a8", symlinks=False)
     namespace = f"bench-rollout-{uuid.uuid4().hex[:5]}"

