@@ -5,31 +5,11 @@ from __future__ import annotations
 import copy
 import hashlib
 import json
-import re
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 from typing import Any
 
 from dialogue_runtime import contract
-
-_QUANTITY_RE = re.compile(r"^([+-]?[0-9.]+)([eE][+-]?[0-9]+|[KMGTPE]i|[numkMGTPE])?$")
-_SUFFIX = {
-    "": Decimal(1),
-    "n": Decimal("1e-9"),
-    "u": Decimal("1e-6"),
-    "m": Decimal("1e-3"),
-    "k": Decimal(10**3),
-    "M": Decimal(10**6),
-    "G": Decimal(10**9),
-    "T": Decimal(10**12),
-    "P": Decimal(10**15),
-    "E": Decimal(10**18),
-    "Ki": Decimal(2**10),
-    "Mi": Decimal(2**20),
-    "Gi": Decimal(2**30),
-    "Ti": Decimal(2**40),
-    "Pi": Decimal(2**50),
-    "Ei": Decimal(2**60),
-}
+from dialogue_runtime.quantity import parse_quantity
 
 
 def spec_hash(obj: dict[str, Any]) -> str:
@@ -53,15 +33,9 @@ def with_spec_hash(obj: dict[str, Any], *, pod_template: bool = False) -> dict[s
 
 
 def _quantity(value: str) -> Decimal | None:
-    match = _QUANTITY_RE.match(value)
-    if not match:
-        return None
-    number, suffix = match.group(1), match.group(2) or ""
     try:
-        if suffix[:1] in {"e", "E"}:
-            return Decimal(number + suffix)
-        return Decimal(number) * _SUFFIX[suffix]
-    except (InvalidOperation, KeyError):
+        return parse_quantity(value)
+    except ValueError:
         return None
 
 
