@@ -18,6 +18,7 @@ from e2e.tracesim.compare import (
     sim_config,
     table,
 )
+from e2e.tracesim.follower import FOLLOWER, follower_points, minute_needs
 from e2e.tracesim.oracle import fleet_needed
 from e2e.tracesim.sweep import SweepPoint, best_setting, sweep
 from e2e.tracesim.trace import TraceRequest, azure_trace_path, load_trace, thin
@@ -123,6 +124,40 @@ def _sweep_table(points: list[SweepPoint], oracle_hours: float) -> list[str]:
     return out
 
 
+def _follower(points: list[SweepPoint], c: Comparison) -> tuple[list[str], SweepPoint, bool]:
+    """The hindsight follower's best setting against ours, and its cheapest setting per hold (table rows)."""
+    ours, oracle = c.by_name("ours"), c.results[-1]
+    best, reached = best_setting(points, FOLLOWER, GOAL_SLO)
+    r = best.result
+    ratio = r.replica_hours / oracle.replica_hours
+    verdict = (
+        f"its cheapest setting reaching {GOAL_SLO:.0%} ({best.setting}) costs {r.replica_hours:.2f} "
+        f"replica-hours, {ratio:.2f}x the searched oracle"
+        if reached
+        else f"no setting reaches {GOAL_SLO:.0%}; its best is {r.minutes_in_slo}/{r.minutes_with_requests} minutes "
+        f"({best.setting}) at {r.replica_hours:.2f} replica-hours, {ratio:.2f}x the searched oracle"
+    )
+    out = [
+        f"Causal reference (`{FOLLOWER}`, knows every finished minute's exact need): {verdict}; ours: "
+        f"{ours.minutes_in_slo}/{ours.minutes_with_requests} minutes at {ours.replica_hours:.2f} replica-hours "
+        f"({ours.replica_hours / r.replica_hours:.2f}x the follower's). Per hold, the cheapest margin reaching "
+        f"{GOAL_SLO:.0%} (else the best attainment):",
+        "",
+        "| follower setting | minutes in SLO | replica-hours | vs oracle | missed minutes |",
+        "|---|---|---|---|---|",
+    ]
+    for hold in sorted({p.setting.split(" seen")[0] for p in points}, key=lambda h: int(h.split()[-1])):
+        same = [p for p in points if p.setting.startswith(hold + " seen")]
+        pt, _ = best_setting(same, FOLLOWER, GOAL_SLO)
+        x = pt.result
+        out.append(
+            f"| {pt.setting} | {x.minutes_in_slo}/{x.minutes_with_requests} ({x.slo_attainment:.1%}) | "
+            f"{x.replica_hours:.2f} | {x.replica_hours / oracle.replica_hours:.2f}x | "
+            f"{list(x.violated_minutes) or 'none'} |"
+        )
+    return out, best, reached
+
+
 def _versus_flat(c: Comparison) -> str:
     ours, flat, kept = c.results[0], c.results[1], c.by_name("ours, guard replicas always kept")
     prev = c.by_name(NO_TTFT_CONTROL)
@@ -219,6 +254,16 @@ def run() -> str:
         "over per-minute counts, not a proof: a finer plan could be cheaper still, so ratios against it are if "
         "anything flattering.",
         "",
+        f"A third, causal reference, **`{FOLLOWER}`** (`e2e/tracesim/follower.py`), separates what foresight "
+        "buys from what a policy's own estimates cost: it knows, in hindsight, the exact need of every minute "
+        "it has seen (the fewest replicas that, Ready from two minutes before and never changed, keep that "
+        "minute in SLO, found by replaying it) but nothing of minutes to come. Like the oracles it provisions "
+        "one cold start ahead; when it must ask for minute m's replicas, minute m-2 is in progress, and it plans "
+        "the largest need of the last k minutes up to m-2 (m-2's whole need included, so it is slightly "
+        "generous) plus a margin. Its hold k (1-15 minutes) and margin (0-100 %) are swept like the peers' "
+        "knobs. No autoscaler knows exact per-minute needs; the follower is what a perfect capacity model "
+        "without a forecast could do.",
+        "",
         "Peer settings sweep (cold start "
         f"{COLD_STARTS_S[0]:g} s): the peers' default settings are cheap on bursty traces because they miss the "
         "SLO, so each peer's main knob is swept (KubeAI's `targetRequests`; HPA/KEDA's waiting threshold and "
@@ -231,7 +276,9 @@ def run() -> str:
         for name, trace in traces.items()
     }
     plans: dict[str, list[int]] = {}
+    needs: dict[str, list[int]] = {}
     summary: list[str] = []
+    followed: list[str] = []
     infeasible_any = False
     for cold_start_s in COLD_STARTS_S:
         setup = replace(SETUP, cold_start_s=cold_start_s)
@@ -249,6 +296,21 @@ def run() -> str:
                 f"{'met' if cost_ok else 'missed'} ({ours.replica_hours / oracle.replica_hours:.2f}x)"
             )
             swept = sweep(trace, setup, cap.mean_in_flight, c.need) if cold_start_s == COLD_STARTS_S[0] else None
+            config = sim_config(setup, c.need)
+            if name not in needs:  # a fixed fleet Ready from the start: the cold start does not matter
+                needs[name] = minute_needs(trace, config, setup.max_replicas)
+            follow_lines, follow, follow_ok = _follower(follower_points(trace, config, needs[name]), c)
+            fr = follow.result
+            followed.append(
+                f"`{name}` at {cold_start_s:g} s: "
+                + (
+                    f"{fr.replica_hours / oracle.replica_hours:.2f}x the searched oracle at {GOAL_SLO:.0%}"
+                    if follow_ok
+                    else f"never {GOAL_SLO:.0%} (best {fr.slo_attainment:.1%} at "
+                    f"{fr.replica_hours / oracle.replica_hours:.2f}x)"
+                )
+                + f", ours {ours.replica_hours / fr.replica_hours:.2f}x the follower's replica-hours"
+            )
             out += [
                 "",
                 f"### `{name}` trace, cold start {cold_start_s:g} s",
@@ -266,6 +328,8 @@ def run() -> str:
                 f"{list(oracle.violated_minutes) or 'none'}; {HEURISTIC_ORACLE} "
                 f"{list(heuristic.violated_minutes) or 'none'}. {_versus_flat(c)}",
                 _misses(trace, setup, c),
+                "",
+                *follow_lines,
             ]
             if swept is not None:
                 out += ["", f"Peer settings sweep, `{name}` trace (ratios against `{SEARCHED_ORACLE}`):", ""]
@@ -274,6 +338,20 @@ def run() -> str:
     out += [
         "",
         "Goal (ours >= 99 % of minutes at <= 1.15x the searched oracle's replica-hours): " + "; ".join(summary) + ".",
+        "",
+        f"What hindsight about the past alone buys (`{FOLLOWER}`, best setting): " + "; ".join(followed) + ".",
+        "",
+        "Where the gap lies (from the causal reference). Where the follower reaches the goal (`conv`), foresight "
+        "is worth little on that traffic: a plan knowing only each finished minute's exact need, plus a small "
+        "margin, comes close to the searched oracle, so what ours pays above it is the cost of its own estimate "
+        "of that need. Ours sizes from in-flight requests sampled every 10 s, which on `conv` swing by tens of "
+        "percent from one sample to the next, and keeps the peak of its recent recommendations; the follower is "
+        "handed each minute's exact need, which no policy can measure (tracesim experiments with a one-minute "
+        "TTFT window for the steady-traffic controller, a higher bound on its factor, shorter holds, or sizing "
+        "without the 10 s panic window either did not lower ours' cost on the full trace or lost minutes on "
+        "random subsets). Where the follower does not reach the goal at any hold or margin (`code`), the goal "
+        "needs foresight: a burst after quiet minutes must find its replicas already there, and only a plan that "
+        "knows when it comes can both keep it and stop paying between bursts.",
         "",
         "Reading. The searched oracle is the honest reference. It is far cheaper than the heuristic one because it "
         "knows, per minute, how close to the SLO's edge it can run (5 % of a minute's requests may exceed 5 s) "

@@ -7,7 +7,9 @@ import sys
 from dataclasses import replace
 from pathlib import Path
 
-from e2e.tracesim.compare import Setup, replay_all, table
+from e2e.tracesim.compare import Setup, replay_all, sim_config, table
+from e2e.tracesim.follower import FOLLOWER, follower_points, minute_needs
+from e2e.tracesim.sweep import best_setting
 from e2e.tracesim.trace import load_trace
 
 
@@ -22,6 +24,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--max-replicas", type=int, default=Setup.max_replicas)
     parser.add_argument(
         "--no-search", action="store_true", help="skip the hindsight oracle search (compare to the heuristic oracle)"
+    )
+    parser.add_argument(
+        "--follower",
+        action="store_true",
+        help="also replay the causal reference that knows every finished minute's exact need (a minute or two)",
     )
     args = parser.parse_args(argv)
     try:
@@ -43,6 +50,16 @@ def main(argv: list[str] | None = None) -> int:
     print(table(comparison))
     if comparison.infeasible_minutes:
         print(f"\nMinutes no replica plan keeps in SLO (infeasible): {list(comparison.infeasible_minutes)}")
+    if args.follower:
+        config = sim_config(setup, comparison.need)
+        points = follower_points(trace, config, minute_needs(trace, config, setup.max_replicas))
+        best, reached = best_setting(points, FOLLOWER, 0.99)
+        r, ref = best.result, comparison.results[-1]
+        print(
+            f"\n{FOLLOWER} ({best.setting}; {'reaches' if reached else 'best attainment, does not reach'} 99 %): "
+            f"{r.minutes_in_slo}/{r.minutes_with_requests} minutes in SLO, {r.replica_hours:.2f} replica-hours, "
+            f"{r.replica_hours / ref.replica_hours:.2f}x {ref.policy}"
+        )
     return 0
 
 

@@ -161,7 +161,7 @@ def search_oracle(
     return OracleSearch(tuple(plan), s.full(plan), tuple(sorted(infeasible)), s.replays)
 
 
-class _Fleet:
+class Fleet:
     """A fixed number of replicas, all Ready from the start."""
 
     def __init__(self, replicas: int) -> None:
@@ -171,14 +171,12 @@ class _Fleet:
         return self.replicas, "fixed"
 
 
-def fleet_needed(trace: list[TraceRequest], config: SimConfig, minute: int, max_replicas: int) -> int | None:
-    """The fewest replicas that, Ready from the trace start and never changed, keep `minute` in SLO (None: not
-    even `max_replicas`). For a burst after idle minutes this is what must already be on hand when it starts:
-    replicas asked for at its first request are Ready a cold start later."""
-    cut = [r for r in trace if r.arrival_s < (minute + 1) * 60]
+def fewest_replicas(trace: list[TraceRequest], config: SimConfig, minute: int, max_replicas: int) -> int | None:
+    """The fewest replicas that, Ready from the start of `trace` and never changed, keep `minute` in SLO
+    (None: not even `max_replicas`)."""
 
     def ok(k: int) -> bool:
-        sim = Simulation(cut, _Fleet(k), replace(config, initial_replicas=k))
+        sim = Simulation(trace, Fleet(k), replace(config, initial_replicas=k))
         return minute not in sim.run().violated_minutes
 
     if not ok(max_replicas):
@@ -191,3 +189,10 @@ def fleet_needed(trace: list[TraceRequest], config: SimConfig, minute: int, max_
         else:
             low = mid + 1
     return high
+
+
+def fleet_needed(trace: list[TraceRequest], config: SimConfig, minute: int, max_replicas: int) -> int | None:
+    """The fewest replicas that, Ready from the trace start and never changed, keep `minute` in SLO (None: not
+    even `max_replicas`). For a burst after idle minutes this is what must already be on hand when it starts:
+    replicas asked for at its first request are Ready a cold start later."""
+    return fewest_replicas([r for r in trace if r.arrival_s < (minute + 1) * 60], config, minute, max_replicas)

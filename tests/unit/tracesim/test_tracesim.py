@@ -156,5 +156,9 @@ def test_command_line_replays_any_csv_of_the_shape(tmp_path: Path, capsys):
     assert "120 requests" in out
     for name in ("| ours |", "| kubeai |", "| hpa-keda |", "| oracle (heuristic) |", "| oracle (search) |"):
         assert name in out
+    assert "hindsight follower" not in out
+    assert main([str(csv), "--cold-start-s", "30", "--no-search", "--follower"]) == 0
+    line = next(x for x in capsys.readouterr().out.splitlines() if x.startswith("hindsight follower"))
+    assert "reaches 99 %" in line and "x oracle (heuristic)" in line
     assert main([str(tmp_path / "missing.csv")]) == 2
     assert "missing.csv" in capsys.readouterr().err
