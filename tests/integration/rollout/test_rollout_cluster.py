@@ -14,7 +14,6 @@ ServiceAccount, 1 s rollout tick) and, for the analysis, the real gateway (chart
 
 from __future__ import annotations
 
-import asyncio
 import os
 import signal
 import sys
@@ -24,7 +23,6 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import aiohttp
 import pytest
 import yaml
 
@@ -39,6 +37,7 @@ from tests.integration.operator.conftest import (  # noqa: F401  (fixtures used 
     start_operator,
     wait_for,
 )
+from tests.integration.rollout.load import ChatLoad
 
 pytestmark = [pytest.mark.cluster, pytest.mark.timeout(240)]
 
@@ -113,46 +112,6 @@ class Watcher:
         return self.seen
 
 
-class StreamLoad:
-    """Closed-loop streamed chats through the gateway (TTFT is measured on streams) until stopped."""
-
-    def __init__(self, gateway: str, clients: int) -> None:
-        self.statuses: list[int] = []
-        self._stop = threading.Event()
-        self._gateway = gateway
-        self._clients = clients
-        self._thread = threading.Thread(target=lambda: asyncio.run(self._run()), daemon=True)
-        self._thread.start()
-
-    async def _one(self, session: aiohttp.ClientSession, conv: str) -> int:
-        body = {"model": MODEL, "stream": True, "max_tokens": 8, "messages": [{"role": "user", "content": conv}]}
-        try:
-            async with session.post(f"{self._gateway}/v1/chat/completions", json=body) as resp:
-                await resp.read()
-                return resp.status
-        except (aiohttp.ClientError, TimeoutError) as exc:
-            step(f"request {conv} failed without a response: {type(exc).__name__}: {exc}")
-            return 0
-
-    async def _run(self) -> None:
-        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=120)) as session:
-
-            async def client(i: int) -> None:
-                n = 0
-                while not self._stop.is_set():
-                    self.statuses.append(await self._one(session, f"hello {i}-{n}"))
-                    n += 1
-                    await asyncio.sleep(0.05)
-
-            await asyncio.gather(*(client(i) for i in range(self._clients)))
-
-    def stop(self) -> list[int]:
-        self._stop.set()
-        self._thread.join(150)
-        assert not self._thread.is_alive(), "the load's requests did not finish"
-        return self.statuses
-
-
 def start_gateway(cluster: LocalCluster, namespace: str, procs: Procs) -> Proc:
     """The real gateway, discovering pods in `namespace` with the chart's gateway ServiceAccount and RBAC."""
     port = free_port("127.0.0.1")
@@ -178,7 +137,7 @@ def test_online_quantized_variant_steps_up_and_is_promoted_without_a_failed_requ
 ) -> None:
     procs = Procs(tmp_path)
     watcher: Watcher | None = None
-    load: StreamLoad | None = None
+    load: ChatLoad | None = None
     try:
         rollout = {
             "steps": [50, 100],
@@ -200,10 +159,10 @@ def test_online_quantized_variant_steps_up_and_is_promoted_without_a_failed_requ
             what="a Ready replica",
         )
         step("a replica is Ready: streaming load through the gateway (4 clients)")
-        load = StreamLoad(gateway.url, clients=4)
+        load = ChatLoad(gateway.url, [MODEL], clients_per_model=4, log=step)
         promoted = wait_for(lambda: phase(cluster, namespace, "Promoted"), timeout_s=150, what="phase Promoted")
         wait_for(lambda: "base" not in deployments(cluster, namespace), timeout_s=60, what="the base Deployment gone")
-        statuses = load.stop()
+        statuses = [a.status for a in load.stop()]
         load = None
         seen = watcher.stop()
         watcher = None
@@ -252,7 +211,7 @@ def test_canary_slower_than_the_threshold_is_rolled_back_with_the_ttft_numbers(
     """A variant whose engine prefills 100x slower (spec.variants[].engine.sim) fails the TTFT analysis at its
     first step: RolledBack with the measured ratio, the canary removed, the base serving every request."""
     procs = Procs(tmp_path)
-    load: StreamLoad | None = None
+    load: ChatLoad | None = None
     try:
         rollout = {"steps": [50, 100], "stepDurationSeconds": 60, "analysis": {"minSamples": 5, "maxTtftP95Ratio": 3}}
         manifest = dialogue_model(rollout)
@@ -271,11 +230,11 @@ def test_canary_slower_than_the_threshold_is_rolled_back_with_the_ttft_numbers(
             what="a Ready replica",
         )
         step("a replica is Ready: streaming load through the gateway (4 clients)")
-        load = StreamLoad(gateway.url, clients=4)
+        load = ChatLoad(gateway.url, [MODEL], clients_per_model=4, log=step)
         wait_for(lambda: phase(cluster, namespace, "RolledBack"), timeout_s=120, what="phase RolledBack")
         wait_for(lambda: "slow" not in deployments(cluster, namespace), timeout_s=60, what="the canary gone")
         time.sleep(1.0)  # the base goes on serving after the canary went
-        statuses = load.stop()
+        statuses = [a.status for a in load.stop()]
         load = None
 
         dm = model(cluster, namespace)

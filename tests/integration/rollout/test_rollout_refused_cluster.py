@@ -19,7 +19,6 @@ streamed load on the four bases sees no failed request. Real compression and eva
 
 from __future__ import annotations
 
-import asyncio
 import json
 import shutil
 import subprocess
@@ -30,7 +29,6 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import aiohttp
 import pytest
 import yaml
 
@@ -45,6 +43,7 @@ from tests.integration.operator.conftest import (  # noqa: F401  (fixtures used 
     start_operator,
     wait_for,
 )
+from tests.integration.rollout.load import ChatLoad, statuses
 from tests.integration.rollout.stores import require_compress_env
 from tests.integration.rollout.test_rollout_cluster import STARTED, start_gateway, step
 
@@ -164,50 +163,6 @@ class KubectlWatch:
                 pos = nxt
                 continue
             objects.append(event["object"])
-
-
-class BaseLoad:
-    """Closed-loop streamed chats through the gateway, one client per model, until stopped."""
-
-    def __init__(self, gateway: str, names: list[str]) -> None:
-        self.statuses: dict[str, list[int]] = {name: [] for name in names}
-        self.failures: list[tuple[float, str, int]] = []  # (seconds since the test module started, model, status)
-        self._stop = threading.Event()
-        self._gateway = gateway
-        self._thread = threading.Thread(target=lambda: asyncio.run(self._run()), daemon=True)
-        self._thread.start()
-
-    async def _one(self, session: aiohttp.ClientSession, name: str, n: int) -> int:
-        messages = [{"role": "user", "content": f"hello {name} {n}"}]
-        body = {"model": name, "stream": True, "max_tokens": 8, "messages": messages}
-        try:
-            async with session.post(f"{self._gateway}/v1/chat/completions", json=body) as resp:
-                await resp.read()
-                return resp.status
-        except (aiohttp.ClientError, TimeoutError) as exc:
-            step(f"request to {name} failed without a response: {type(exc).__name__}: {exc}")
-            return 0
-
-    async def _run(self) -> None:
-        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=120)) as session:
-
-            async def client(name: str) -> None:
-                n = 0
-                while not self._stop.is_set():
-                    status = await self._one(session, name, n)
-                    self.statuses[name].append(status)
-                    if status != 200:
-                        self.failures.append((time.monotonic() - STARTED, name, status))
-                    n += 1
-                    await asyncio.sleep(0.25)
-
-            await asyncio.gather(*(client(name) for name in self.statuses))
-
-    def stop(self) -> dict[str, list[int]]:
-        self._stop.set()
-        self._thread.join(150)
-        assert not self._thread.is_alive(), "the load's requests did not finish"
-        return self.statuses
 
 
 def answers(gateway: str, name: str) -> bool:
@@ -346,7 +301,7 @@ def test_bad_variants_are_refused_and_the_bases_keep_serving(
     volumes: list[str] = []
     mounted: list[Path] = []
     watches: list[KubectlWatch] = []
-    load: BaseLoad | None = None
+    load: ChatLoad | None = None
     started = time.monotonic()
     try:
         for name, folder in tmpfs.items():
@@ -371,7 +326,7 @@ def test_bad_variants_are_refused_and_the_bases_keep_serving(
         step("operator started: waiting for the four bases to answer through the gateway")
         for name in NAMES:
             wait_for(lambda name=name: answers(gateway.url, name), timeout_s=120, what=f"{name}'s base answering 200")
-        load = BaseLoad(gateway.url, list(NAMES))
+        load = ChatLoad(gateway.url, list(NAMES), pause_s=0.25, log=step)
         step(f"bases serving after {time.monotonic() - started:.0f} s: load on, waiting for the refusals")
 
         done: dict[str, float] = {}
@@ -395,16 +350,17 @@ def test_bad_variants_are_refused_and_the_bases_keep_serving(
                     step(f"{FILLED}: the Job is loading the base; another writer took {filled_bytes / 2**20:.0f} MiB")
             time.sleep(1)
         time.sleep(3)  # the bases keep serving after the last refusal
-        statuses = load.stop()
-        failures = load.failures
+        served = load.stop()
         load = None
         deployments_seen = watches[0].stop()
         models_seen = watches[1].stop()
         watches = []
 
-        for at_s, name, code in failures:
-            step(f"FAILED request at {at_s:.1f} s: {name} answered {code}")
-        for name, codes in statuses.items():
+        for a in served:
+            if a.status != 200:
+                step(f"FAILED request at {a.at_s - STARTED:.1f} s: {a.model} answered {a.status}")
+        for name in NAMES:
+            codes = statuses(served, name)
             step(f"{name}: {len(codes)} requests to the base, statuses {sorted(set(codes))}")
             assert len(codes) >= 5, f"only {len(codes)} requests to {name} during the test"
             assert set(codes) == {200}, f"failed requests to {name}'s base: {[c for c in codes if c != 200]}"
