@@ -37,6 +37,13 @@ PRINTER_COLUMNS: list[dict[str, Any]] = [
         "description": "Step of the rollout's target variant (Compressing, Evaluating, Canary, Promoted, ...).",
         "priority": 1,
     },
+    {
+        "name": "Scaling",
+        "type": "string",
+        "jsonPath": ".status.autoscaling.reason",
+        "description": "The autoscaler's last decision (LoadAboveTarget, ScaleDownStabilizing, WaitingForGPU, ...).",
+        "priority": 1,
+    },
     {"name": "Replicas", "type": "integer", "jsonPath": ".status.replicas", "description": "Runtime pods."},
     {
         "name": "Available",

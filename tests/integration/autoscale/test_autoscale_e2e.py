@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from dialogue_operator.autoscale.policy import Reason
 
 from e2e.autoscale_e2e import (
     MAX_REPLICAS,
@@ -87,6 +88,11 @@ def test_load_scales_up_idle_scales_to_zero_and_a_held_request_scales_from_zero(
             (0, 1, "ScaleFromZero"),
         ]
         assert set(numbers.statuses) == {200}, f"HTTP statuses seen: {numbers.statuses}"
+        # `kubectl get dm -o wide` shows the autoscaler's last decision next to the replica counts.
+        header, row = cluster.kubectl("get", "dm", MODEL, "-n", namespace, "-o", "wide").stdout.splitlines()[:2]
+        step(f"kubectl get dm -o wide:\n{header}\n{row}")
+        start, end = header.index("SCALING"), header.index("REPLICAS")  # columns are aligned; some may be empty
+        assert row[start:end].strip() in {v for k, v in vars(Reason).items() if k.isupper()}, (header, row)
         step(f"done in {time.monotonic() - started:.0f} s: {numbers}")
     finally:
         procs.stop_all()

@@ -55,6 +55,13 @@ def test_printer_columns_scale_and_status_subresources() -> None:
     version = crdgen.crd()["spec"]["versions"][0]
     names = [c["name"] for c in version["additionalPrinterColumns"]]
     assert names[:1] == ["Ready"] and {"Replicas", "Traffic", "Endpoint", "Age"} <= set(names)
+    # -o wide shows why the model is (not) ready, its rollout's step and the autoscaler's last decision.
+    wide = {c["name"]: c["jsonPath"] for c in version["additionalPrinterColumns"] if c.get("priority") == 1}
+    assert wide == {
+        "Reason": '.status.conditions[?(@.type=="Ready")].reason',
+        "Variant": '.status.conditions[?(@.type=="VariantReady")].reason',
+        "Scaling": ".status.autoscaling.reason",
+    }
     assert version["subresources"]["scale"] == {
         "specReplicasPath": ".spec.replicas",
         "statusReplicasPath": ".status.replicas",
