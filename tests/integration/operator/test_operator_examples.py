@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 from pathlib import Path
 from typing import Any
 
@@ -78,3 +79,34 @@ def test_examples_become_ready_on_matching_gpu_nodes(
     finally:
         cluster.kubectl("delete", "namespace", namespace, "--wait=false", check=False)
         cluster.kubectl("delete", "pv", pv, "--wait=false", "--ignore-not-found", check=False)
+
+
+def test_autoscaling_example_waits_at_zero_and_scales_from_zero_when_the_gateway_asks(
+    cluster: LocalCluster, namespace: str, operator: OperatorProcess
+) -> None:
+    try:
+        proc = apply(cluster, namespace, _load("autoscaling.yaml"))
+        assert proc.returncode == 0, proc.stderr
+
+        def idle_at_zero() -> dict[str, Any] | None:
+            dm = get_json(cluster, "dm", "chat-autoscaled", "-n", namespace)
+            status = dm.get("status") or {}
+            ready = next((c for c in status.get("conditions") or [] if c["type"] == "Ready"), {})
+            at_zero = (status.get("autoscaling") or {}).get("reason") == "Idle" and ready.get(
+                "reason"
+            ) == "ScaledToZero"
+            return dm if at_zero else None
+
+        # minReplicas 0 and no traffic: no GPU is taken; the model says why it is not Ready.
+        wait_for(idle_at_zero, timeout_s=120, what="chat-autoscaled idle at zero")
+        assert _pods(cluster, namespace, "chat-autoscaled") == []
+        # What the gateway does when it holds a request for a model at zero: it stamps this annotation.
+        now = dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        annotation = f"dialogue.dev/scale-from-zero-requested-at={now}"
+        cluster.kubectl("annotate", "dm", "chat-autoscaled", "-n", namespace, "--overwrite", annotation)
+        dm = wait_ready(cluster, namespace, "chat-autoscaled", timeout_s=120)
+        assert dm["status"]["autoscaling"]["recentDecisions"][-1]["reason"] == "ScaleFromZero", dm["status"]
+        (pod,) = _pods(cluster, namespace, "chat-autoscaled")
+        assert _node_product(cluster, pod["spec"]["nodeName"]) == "NVIDIA-L4"
+    finally:
+        cluster.kubectl("delete", "namespace", namespace, "--wait=false", check=False)

@@ -12,7 +12,12 @@ EXAMPLES = sorted((Path(__file__).resolve().parents[3] / "examples").glob("*.yam
 
 
 def test_there_are_examples() -> None:
-    assert {p.name for p in EXAMPLES} >= {"chat-assistant.yaml", "tensor-parallel.yaml", "quantized-variant.yaml"}
+    assert {p.name for p in EXAMPLES} >= {
+        "chat-assistant.yaml",
+        "tensor-parallel.yaml",
+        "quantized-variant.yaml",
+        "autoscaling.yaml",
+    }
 
 
 @pytest.mark.parametrize("path", EXAMPLES, ids=lambda p: p.name)
