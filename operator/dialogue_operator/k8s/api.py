@@ -14,7 +14,7 @@ from kubernetes_asyncio import config as kube_config
 from kubernetes_asyncio.client import ApiClient
 from kubernetes_asyncio.client.exceptions import ApiException
 
-from dialogue_operator.k8s.resources import CHILD_RESOURCES, DIALOGUE_MODEL, EVENT, Resource
+from dialogue_operator.k8s.resources import CHILD_RESOURCES, DIALOGUE_MODEL, EVENT, POD, Resource
 
 MUTATING_VERBS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 
@@ -166,6 +166,18 @@ class KubeApi:
         await self._call(
             "POST", EVENT.path(meta["namespace"]), doing=f"posting event {reason}", body=event, kind="Event"
         )
+
+    async def read_log(self, namespace: str, pod: str, container: str, tail_lines: int = 40) -> str:
+        """The last `tail_lines` lines of a container's log (needs the `pods/log` get permission)."""
+        resp = await self._call(
+            "GET",
+            POD.path(namespace, pod, "log"),
+            doing=f"reading the log of pod {namespace}/{pod}",
+            query=[("container", container), ("tailLines", str(tail_lines))],
+            timeout_s=10.0,
+        )
+        text: str = await resp.text()
+        return text
 
     async def list(self, resource: Resource, label_selector: str, namespace: str | None = None) -> dict[str, Any]:
         """One LIST (items and the list's resourceVersion)."""

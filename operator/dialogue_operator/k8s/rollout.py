@@ -25,6 +25,7 @@ from pydantic import ValidationError
 
 from dialogue_operator.api import BASE_VARIANT
 from dialogue_operator.autoscale.collector import Fetch
+from dialogue_operator.k8s.api import KubeError
 from dialogue_operator.k8s.resources import POD, Resource
 from dialogue_operator.reconcile.jobs import build_compression_job, build_evaluation_job, paths_as_written
 from dialogue_operator.reconcile.model import InvalidSpec, ModelObject
@@ -48,7 +49,9 @@ from dialogue_operator.rollout.observe import (
     as_written,
     canary_status,
     compression_observation,
+    current_step,
     evaluation_observation,
+    running_pod,
 )
 
 log = logging.getLogger(__name__)
@@ -70,6 +73,7 @@ class RolloutApi(Protocol):
     async def delete(self, kind: str, namespace: str, name: str, resource: Resource | None = None) -> None: ...
     async def patch_status(self, namespace: str, name: str, status: dict[str, Any]) -> None: ...
     async def post_event(self, model: dict[str, Any], type_: str, reason: str, message: str) -> None: ...
+    async def read_log(self, namespace: str, pod: str, container: str, tail_lines: int = 40) -> str: ...
 
 
 def merge_patch(old: dict[str, Any], new: dict[str, Any]) -> dict[str, Any]:
@@ -104,7 +108,11 @@ def job_results(stored: dict[str, Any], observation: Observation, state: Rollout
     out = {k: stored[k] for k in JOB_RESULT_KEYS if same and k in stored}
     for key, seen in (("compression", observation.compression), ("evaluation", observation.evaluation)):
         if seen.state in (JobState.SUCCEEDED, JobState.FAILED):
-            out[key] = seen.model_dump(mode="json", by_alias=True, exclude_none=True)
+            out[key] = seen.model_dump(mode="json", by_alias=True, exclude_none=True, exclude={"step"})
+        elif seen.state is JobState.RUNNING and seen.step:
+            out[key] = {"state": JobState.RUNNING.value, "step": seen.step}  # the live step, for VariantReady
+        elif (out.get(key) or {}).get("state") == JobState.RUNNING.value:
+            del out[key]  # no longer running (or no longer looked at): no stale step
     return out
 
 
@@ -198,7 +206,7 @@ class RolloutShell:
             if spec.needs_compression:
                 comp, job = await self._job(model, target, ActionKind.ENSURE_COMPRESSION_JOB)
                 jobs.update(job)
-                compression = JobObservation(state=comp.state, reason=comp.reason, message=comp.message)
+                compression = JobObservation(state=comp.state, reason=comp.reason, message=comp.message, step=comp.step)
             if spec.quality_gate:
                 ev, job = await self._job(model, target, ActionKind.ENSURE_EVALUATION_JOB)
                 jobs.update(job)
@@ -253,10 +261,24 @@ class RolloutShell:
         if live is not None:
             pods = (await self.api.list(POD, f"{JOB_NAME_LABEL}={name}", model.namespace)).get("items") or []
         observed = compression_observation(live, pods) if compress else evaluation_observation(live, pods)
+        if observed.state is JobState.RUNNING:  # its step names calibration/golden sets as the spec does too
+            live = as_written(await self._step(model, pods, component), paths_as_written(model, variant))
+            observed = observed.model_copy(update={"step": live})
         if observed.state is JobState.FAILED:  # name the calibration/golden set as the spec does, not the mount
             message = as_written(observed.message, paths_as_written(model, variant))
             observed = observed.model_copy(update={"message": message})
         return observed, ({kind: job} if live is None else {})  # a Job's template is immutable: apply it once
+
+    async def _step(self, model: ModelObject, pods: list[dict[str, Any]], container: str) -> str:
+        """The step a running Job's pod logs it is in ('' when it cannot be read: not started, or no `pods/log`)."""
+        pod = running_pod(pods)
+        if pod is None:
+            return ""
+        try:
+            return current_step(await self.api.read_log(model.namespace, pod, container))
+        except KubeError as exc:
+            log.debug("rollout: %s/%s: cannot read the log of %s: %s", model.namespace, model.name, pod, exc)
+            return ""
 
     async def _ensure_job(self, model: ModelObject, job: dict[str, Any]) -> None:
         name = job["metadata"]["name"]

@@ -48,11 +48,18 @@ def _job_name(model: ModelObject, variant: str, *, compress: bool) -> str:
         return "?"
 
 
-def _compressing(model: ModelObject, variant: str) -> str:
+def _live_step(rollout: Mapping[str, Any], key: str) -> str:
+    """`now: <step>` while the Job reports one (status.rollout.<key> with state Running), else ''."""
+    job = rollout.get(key) or {}
+    return f"now: {job['step']}" if job.get("state") == "Running" and job.get("step") else ""
+
+
+def _compressing(model: ModelObject, variant: str, rollout: Mapping[str, Any]) -> str:
     spec = model.spec.variant(variant)
     recipe = spec.compression if spec is not None else None
+    live = _live_step(rollout, "compression")
     if recipe is None:
-        return f"{variant}: compressing"
+        return f"{variant}: compressing" + (f" ({live})" if live else "")
     if recipe.scheme == "FP8_DYNAMIC":
         how = "dynamic FP8, no calibration"
     else:
@@ -62,7 +69,7 @@ def _compressing(model: ModelObject, variant: str) -> str:
         if recipe.group_size is not None:
             how += f", group size {recipe.group_size}"
     job = _job_name(model, variant, compress=True)
-    return f"{variant}: compressing {recipe.scheme} ({how}; Job {job}, steps in its log)"
+    return _clip(f"{variant}: compressing {recipe.scheme} ({how}; Job {job}, {live or 'steps in its log'})")
 
 
 def _compressed(rollout: Mapping[str, Any]) -> str:
@@ -98,7 +105,9 @@ def _evaluating(model: ModelObject, variant: str, rollout: Mapping[str, Any]) ->
     what = f" on {gate.golden_set}, minRecovery {gate.min_recovery}" if gate is not None else ""
     job = _job_name(model, variant, compress=False)
     done = _compressed(rollout)
-    return f"{variant}: quality gate against {BASE_VARIANT}{what} (Job {job})" + (f"; {done}" if done else "")
+    live = _live_step(rollout, "evaluation")
+    text = f"{variant}: quality gate against {BASE_VARIANT}{what} (Job {job}" + (f", {live})" if live else ")")
+    return _clip(text + (f"; {done}" if done else ""))
 
 
 def _notes(rollout: Mapping[str, Any]) -> str:
@@ -122,7 +131,7 @@ def variant_condition(model: ModelObject) -> tuple[str, str, str] | None:
     if phase == "Pending":
         return "False", st.REASON_PENDING, f"{target}: starting"
     if phase == "Compressing":
-        return "False", "Compressing", _compressing(model, target)
+        return "False", "Compressing", _compressing(model, target, rollout)
     if phase == "Evaluating":
         return "False", "Evaluating", _evaluating(model, target, rollout)
     if phase in ("Canary", "Paused"):

@@ -86,10 +86,13 @@ class JobObservation(_Data):
     # The Job's own CamelCase reason for a failure (`StorageFull`, `CalibrationSetMissing`, ...), when it wrote one.
     reason: str | None = None
     message: str = ""
+    # While it runs: the step its log says it is in (`quantize (W8A8, ...)`), '' when unknown.
+    step: str = ""
 
 
 class EvaluationObservation(_Data):
     state: JobState = JobState.ABSENT
+    step: str = ""  # as in JobObservation
     reason: str | None = None  # as in JobObservation: `GoldenSetMissing`, `ModelNotFound`, ...
     eligible: bool | None = None
     recovery: float | None = None

@@ -35,6 +35,32 @@ def termination_message(pods: Iterable[Mapping[str, Any]]) -> str:
     return newest[1]
 
 
+_STEP_LINE = re.compile(r"^[a-z][a-z0-9-]*: (?P<step>[a-z][a-z0-9-]*) \.\.\.(?: \((?P<detail>.*)\))?$")
+STEP_DETAIL_LIMIT = 160
+
+
+def current_step(log_tail: str) -> str:
+    """The step a running Job's log says it is in: its last `<job>: <step> ... (<detail>)` line (the Jobs'
+    `Progress` lines) as `<step> (<detail>)`, the detail clipped; '' when the tail has none."""
+    for line in reversed(log_tail.splitlines()):
+        match = _STEP_LINE.match(line.strip())
+        if match:
+            detail = match.group("detail") or ""
+            if len(detail) > STEP_DETAIL_LIMIT:
+                detail = detail[: STEP_DETAIL_LIMIT - 3] + "..."
+            return match.group("step") + (f" ({detail})" if detail else "")
+    return ""
+
+
+def running_pod(pods: Iterable[Mapping[str, Any]]) -> str | None:
+    """The name of the newest Running pod among a Job's pods (None if none runs): the one whose log has its step."""
+    running = [p for p in pods if (p.get("status") or {}).get("phase") == "Running"]
+    if not running:
+        return None
+    newest = max(running, key=lambda p: str((p.get("metadata") or {}).get("creationTimestamp") or ""))
+    return str((newest.get("metadata") or {}).get("name") or "") or None
+
+
 def failure_reason(message: str) -> str | None:
     """The CamelCase reason a Job put before its message (`StorageFull: no space left ...` -> `StorageFull`).
 

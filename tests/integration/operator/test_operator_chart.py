@@ -41,6 +41,7 @@ def test_every_rbac_rule_says_why() -> None:
         ("create", "deployments.apps", True),
         ("delete", "networkpolicies.networking.k8s.io", True),
         ("watch", "pods", True),
+        ("get", "pods/log", True),  # the step a running compression or quality-gate Job is in
         ("create", "events", True),
         # what it must not have
         ("patch", "dialoguemodels.dialogue.dev", False),

@@ -112,7 +112,17 @@ def test_fp8_dynamic_is_compressed_gated_and_promoted_by_the_operator(
         assert compressing["status"] == "False", compressing
         assert compressing["message"].startswith("fp8d: compressing FP8_DYNAMIC (dynamic FP8, no calibration")
         assert f"Job {compress_job['metadata']['name']}" in compressing["message"], compressing
-        wait_for(lambda: phase(cluster, namespace, "Evaluating"), timeout_s=600, what="compression done")
+        live: list[str] = []  # the running Job's step, read by the operator from its pod's log
+
+        def at_phase(name: str) -> dict[str, Any] | None:
+            dm = get_json(cluster, "dm", MODEL, "-n", namespace)
+            found = [c for c in (dm.get("status") or {}).get("conditions") or [] if c["type"] == "VariantReady"]
+            if found and ", now: " in found[0]["message"] and found[0]["message"] not in live:
+                live.append(found[0]["message"])
+                step(f"VariantReady: {found[0]['reason']}: {found[0]['message']}")
+            return dm if ((dm.get("status") or {}).get("rollout") or {}).get("phase") == name else None
+
+        wait_for(lambda: at_phase("Evaluating"), timeout_s=600, what="compression done")
         compressed_s = time.monotonic() - started
         step(f"compressed after {compressed_s:.0f} s: the quality gate runs")
         assert (store / "compressed" / f"{MODEL}-fp8d").is_symlink()
@@ -120,7 +130,10 @@ def test_fp8_dynamic_is_compressed_gated_and_promoted_by_the_operator(
         step(f"VariantReady: {evaluating['reason']}: {evaluating['message']}")
         assert "quality gate against base on builtin:default, minRecovery 0.9" in evaluating["message"], evaluating
         assert "compressed into /models/compressed/.artifacts/" in evaluating["message"], evaluating
-        wait_for(lambda: phase(cluster, namespace, "Canary"), timeout_s=600, what="quality gate passed")
+        wait_for(lambda: at_phase("Canary"), timeout_s=600, what="quality gate passed")
+        # While each Job ran, VariantReady said which step it was in (`now: load (...)`, `now: base (...)`, ...).
+        assert any(m.startswith("fp8d: compressing FP8_DYNAMIC") for m in live), live
+        assert any(m.startswith("fp8d: quality gate against base") for m in live), live
         gated_s = time.monotonic() - started
         step(f"gate passed after {gated_s:.0f} s: waiting for a Ready canary, then load")
         wait_for(lambda: "fp8d" in deployments(cluster, namespace), timeout_s=60, what="the canary Deployment")

@@ -52,6 +52,18 @@ def test_compressing_names_scheme_calibration_and_job() -> None:
     assert variant_condition(chat(None))[:2] == ("False", "Pending")  # type: ignore[index]
 
 
+def test_a_running_jobs_live_step_is_in_the_message() -> None:
+    running = {"state": "Running", "step": "quantize (W8A8, 32 samples)"}
+    _, reason, message = variant_condition(chat({"phase": "Compressing", "compression": running})) or ("",) * 3
+    assert reason == "Compressing" and message.endswith(", now: quantize (W8A8, 32 samples))"), message
+    assert "steps in its log" not in message
+    compression = {"state": "Succeeded", "message": json.dumps(REUSED)}
+    gate = {"state": "Running", "step": "variant (/models/compressed/x)"}
+    evaluating = chat({"phase": "Evaluating", "compression": compression, "evaluation": gate})
+    _, reason, message = variant_condition(evaluating) or ("",) * 3
+    assert reason == "Evaluating" and ", now: variant (/models/compressed/x)); artifact reused" in message, message
+
+
 def test_evaluating_says_the_gate_and_that_the_artifact_was_reused() -> None:
     compression = {"state": "Succeeded", "message": json.dumps(REUSED)}
     status, reason, message = variant_condition(chat({"phase": "Evaluating", "compression": compression})) or ("",) * 3

@@ -10,8 +10,10 @@ from dialogue_operator.rollout.observe import (
     as_written,
     canary_status,
     compression_observation,
+    current_step,
     evaluation_observation,
     failure_reason,
+    running_pod,
 )
 
 
@@ -98,3 +100,26 @@ def test_crash_looping_and_ready_pods() -> None:
     assert "restarted 4 times" in why and "out of memory" in why
     assert canary_status([pod(ready=True)]) == (True, False, "")
     assert canary_status([]) == (False, False, "")
+
+
+def test_the_current_step_is_the_last_progress_line_of_the_log_tail() -> None:
+    log = "evaluate: golden ... (/golden.jsonl)\nevaluate: golden done in 0.0 s\nevaluate: base ... (8 dialogues)\n"
+    assert current_step(log) == "base (8 dialogues)"
+    assert current_step(log + "100%|#####| 8/8 [00:03<00:00]\nevaluate: base done in 3.1 s\n") == "base (8 dialogues)"
+    assert current_step("compress: score ...\n") == "score"
+    assert current_step("Traceback (most recent call last):\n  ...\n") == ""
+    assert current_step("") == ""
+    long = current_step(f"compress: save ... ({'x' * 500})")
+    assert long.startswith("save (xxx") and long.endswith("...)") and len(long) < 200
+
+
+def test_the_pod_whose_log_is_read_is_the_newest_running_one() -> None:
+    def pod(name: str, phase: str, created: str) -> dict[str, object]:
+        return {"metadata": {"name": name, "creationTimestamp": created}, "status": {"phase": phase}}
+
+    assert running_pod([]) is None
+    assert (
+        running_pod([pod("a", "Failed", "2026-01-01T00:00:00Z"), pod("b", "Pending", "2026-01-01T00:01:00Z")]) is None
+    )
+    pods = [pod("a", "Running", "2026-01-01T00:00:00Z"), pod("b", "Running", "2026-01-01T00:01:00Z")]
+    assert running_pod(pods) == "b"

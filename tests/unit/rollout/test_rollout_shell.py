@@ -7,6 +7,7 @@ import asyncio
 import json
 from typing import Any
 
+from dialogue_operator.k8s.api import KubeError
 from dialogue_operator.k8s.resources import Resource
 from dialogue_operator.k8s.rollout import JOB, RolloutShell, merge_patch, published
 from dialogue_operator.rollout import Action, ActionKind, RolloutState, StepResult
@@ -21,6 +22,7 @@ class FakeApi:
         self.patches: list[dict[str, Any]] = []
         self.events: list[tuple[str, str, str]] = []
         self.deleted: list[str] = []
+        self.logs: dict[str, str | KubeError] = {}  # pod name -> its log, or the error reading it gives
 
     async def list(self, resource: Resource, label_selector: str, namespace: str | None = None) -> dict[str, Any]:
         wanted = dict(part.split("=", 1) for part in label_selector.split(","))
@@ -47,6 +49,12 @@ class FakeApi:
 
     async def post_event(self, model: dict[str, Any], type_: str, reason: str, message: str) -> None:
         self.events.append((type_, reason, message))
+
+    async def read_log(self, namespace: str, pod: str, container: str, tail_lines: int = 40) -> str:
+        log = self.logs.get(pod, "")
+        if isinstance(log, KubeError):
+            raise log
+        return log
 
 
 def merged(patches: list[dict[str, Any]]) -> dict[str, Any]:
@@ -143,6 +151,38 @@ def test_compressed_variant_goes_through_its_jobs_then_gets_a_canary_at_weight_z
     writes = len(api.patches)
     asyncio.run(shell.tick(dm, 104.0))  # the stored results read back; nothing new to write
     assert len(api.patches) == writes
+
+
+def test_a_running_jobs_step_from_its_pod_log_is_in_status_until_it_finishes() -> None:
+    api = FakeApi()
+    shell = RolloutShell(api, _no_fetch)
+    dm = body(W8A8)
+    asyncio.run(shell.tick(dm, 100.0))
+    name = api.objects["jobs"][0]["metadata"]["name"]
+    pod = {"metadata": {"name": f"{name}-a", "labels": {"batch.kubernetes.io/job-name": name}}}
+    api.objects["pods"].append({**pod, "status": {"phase": "Running"}})
+    api.logs[f"{name}-a"] = KubeError("reading the log", 403, "pods/log is forbidden")
+    asyncio.run(shell.tick(dm, 101.0))  # no permission: no step, no write, no failure
+    assert len(api.patches) == 1 and "compression" not in merged(api.patches)
+    api.logs[f"{name}-a"] = (
+        "compress: identify ... (base smollm2, recipe w8a8)\ncompress: identify done in 0.1 s\n"
+        "Some library warning\ncompress: quantize ... (W8A8, 8 samples of builtin:chat)\n"
+    )
+    asyncio.run(shell.tick(dm, 102.0))
+    assert merged(api.patches)["compression"] == {
+        "state": "Running",
+        "step": "quantize (W8A8, 8 samples of builtin:chat)",
+    }
+    asyncio.run(shell.tick(dm, 103.0))  # the same step: nothing to write
+    assert len(api.patches) == 2
+    finish(api, "jobs", "compress", '{"artifact": "/models/compressed/x", "reused": false}')
+    asyncio.run(shell.tick(dm, 104.0))
+    rollout = merged(api.patches)
+    assert rollout["phase"] == "Evaluating"
+    assert rollout["compression"] == {
+        "state": "Succeeded",
+        "message": '{"artifact": "/models/compressed/x", "reused": false}',
+    }
 
 
 def test_a_recipe_the_builder_refuses_fails_the_rollout_quoting_why_and_creates_no_job() -> None:
