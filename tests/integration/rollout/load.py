@@ -37,13 +37,8 @@ class ChatLoad:
     ) -> None:
         self.answers: list[Answer] = []
         self._stop = threading.Event()
-        self._gateway, self._models, self._clients, self._pause_s, self._log = (
-            gateway,
-            models,
-            clients_per_model,
-            pause_s,
-            log,
-        )
+        self._gateway, self._models, self._log = gateway, models, log
+        self._clients, self._pause_s = clients_per_model, pause_s
         self._thread = threading.Thread(target=lambda: asyncio.run(self._run()), daemon=True)
         self._thread.start()
 

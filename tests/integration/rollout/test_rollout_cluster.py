@@ -192,9 +192,7 @@ def test_online_quantized_variant_steps_up_and_is_promoted_without_a_failed_requ
             load.stop()
         if watcher is not None:
             watcher.stop()
-        for proc in procs.started:
-            proc.popen.terminate()
-            proc.popen.wait(timeout=20)
+        procs.stop_all()
 
 
 def _condition(dm: dict[str, Any], type_: str) -> dict[str, Any]:
@@ -259,9 +257,7 @@ def test_canary_slower_than_the_threshold_is_rolled_back_with_the_ttft_numbers(
     finally:
         if load is not None:
             load.stop()
-        for proc in procs.started:
-            proc.popen.terminate()
-            proc.popen.wait(timeout=20)
+        procs.stop_all()
 
 
 def _engine_pids(pod_ip: str) -> list[int]:

@@ -186,9 +186,7 @@ def test_fp8_dynamic_is_compressed_gated_and_promoted_by_the_operator(
             load.stop()
         if watcher is not None:
             watcher.stop()
-        for proc in procs.started:
-            proc.popen.terminate()
-            proc.popen.wait(timeout=20)
+        procs.stop_all()
 
 
 def test_a_recipe_the_model_cannot_take_fails_quoting_the_error_and_no_canary_starts(

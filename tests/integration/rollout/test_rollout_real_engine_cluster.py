@@ -29,6 +29,7 @@ from typing import Any
 import pytest
 import yaml
 
+from e2e import engine_env
 from e2e.cluster.harness import LocalCluster
 from tests.integration.gateway.conftest import Procs
 from tests.integration.operator.conftest import (  # noqa: F401  (fixtures used by this module)
@@ -75,18 +76,7 @@ def real_engine_model(target: str) -> dict[str, Any]:
         "metadata": {"name": MODEL},
         "spec": {
             "model": {"source": "pvc://models/smollm2", "maxContextTokens": 1024},
-            "engine": {
-                "kind": "vllm",
-                # vLLM's torch.compile warm-up takes 1-4 min per engine start on 2 busy cores (C++ kernels built
-                # per shape); eager mode serves the same weights through the same kernels and starts in ~50 s.
-                "args": ["--enforce-eager"],
-                "env": [
-                    {"name": "VLLM_CPU_KVCACHE_SPACE", "value": "1"},
-                    # vLLM-CPU pins each engine's threads to core 0 by default (it reserves the last core), so two
-                    # engines on 2 cores share one; unpinned, the kernel spreads them.
-                    {"name": "VLLM_CPU_OMP_THREADS_BIND", "value": "nobind"},
-                ],
-            },
+            "engine": engine_env.vllm_cpu_engine_spec(),
             "resources": {"gpus": 1},
             "scheduling": {"nodeSelector": {"dialogue.dev/node-kind": "process"}},
             "replicas": 1,
@@ -349,6 +339,4 @@ def test_w8a8_then_w4a16_compressed_and_served_by_vllm_cpu_promoted_without_a_fa
             load.stop()
         if watcher is not None:
             watcher.stop()
-        for proc in procs.started:
-            proc.popen.terminate()
-            proc.popen.wait(timeout=20)
+        procs.stop_all()

@@ -424,9 +424,7 @@ def test_bad_variants_are_refused_and_the_bases_keep_serving(
             load.stop()
         for watch in watches:
             watch.stop()
-        for proc in procs.started:
-            proc.popen.terminate()
-            proc.popen.wait(timeout=20)
+        procs.stop_all()
         for name in NAMES:  # the pods go before the tmpfs volumes do
             cluster.kubectl("delete", "dm", name, "-n", namespace, "--ignore-not-found", "--wait=false", check=False)
         cluster.kubectl("delete", "pvc", "--all", "-n", namespace, "--wait=false", check=False)
