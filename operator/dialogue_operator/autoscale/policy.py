@@ -26,6 +26,7 @@ class Reason:
     TTFT_ABOVE_TARGET = "TTFTAboveTarget"
     HOLDING_IN_PANIC = "HoldingInPanic"
     HOLDING_FOR_TTFT = "HoldingForTTFT"
+    HOLDING_FOR_STARTING = "HoldingForStartingReplicas"
     SCALE_DOWN_STABILIZING = "ScaleDownStabilizing"
     AT_MIN_REPLICAS = "AtMinReplicas"
     AT_MAX_REPLICAS = "AtMaxReplicas"
@@ -137,6 +138,7 @@ def decide(state: PolicyState | None, obs: Observation, now_s: float, config: Po
             last_active_s=last_active_s,
             panic_until_s=panic_until_s,
             last_scale_s=now_s if desired != current else state.last_scale_s,
+            last_scale_up_s=now_s if desired > current else state.last_scale_up_s,
             last_spike_s=last_spike_s,
             target_scale=target_scale,
         )
@@ -214,7 +216,8 @@ def decide(state: PolicyState | None, obs: Observation, now_s: float, config: Po
     # 3. TTFT SLO guard: add replicas when p95 misses the target and none are already on the way.
     reserve_rec = rec  # what the decaying peak remembers: TTFT-guard additions only while bursty
     if ttft_miss and obs.starting_replicas == 0:
-        guard = current + max(1, math.ceil(current * config.ttft_guard_step_ratio))
+        step_ratio = config.ttft_guard_step_ratio if bursty else config.steady_ttft_guard_step_ratio
+        guard = current + max(1, math.ceil(current * step_ratio))
         if guard > rec:
             rec, driver = guard, Reason.TTFT_ABOVE_TARGET
             detail = f"TTFT p95 {obs.ttft_p95_s:.2f}s > target {config.ttft_p95_target_s:g}s"
@@ -238,6 +241,15 @@ def decide(state: PolicyState | None, obs: Observation, now_s: float, config: Po
         desired, reason = current, Reason.HOLDING_IN_PANIC
     elif rec < current and ttft_miss:
         desired, reason = current, Reason.HOLDING_FOR_TTFT
+    elif (
+        desired < current
+        and obs.starting_replicas > 0
+        and config.starting_hold_s is not None
+        and state.last_scale_up_s is not None
+        and now_s - state.last_scale_up_s <= config.starting_hold_s
+    ):
+        desired, reason = current, Reason.HOLDING_FOR_STARTING
+        detail = f"{obs.starting_replicas} replica(s) asked for {now_s - state.last_scale_up_s:.0f}s ago still starting"
     notes: list[str] = []
 
     # 5. Step limits. Up steps are sized on the Ready replicas, not on those still starting: while new replicas

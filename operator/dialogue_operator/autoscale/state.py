@@ -25,6 +25,9 @@ class PolicyState(BaseModel):
     last_active_s: float | None = None
     panic_until_s: float | None = Field(default=None, description="Panic mode lasts until this time.")
     last_scale_s: float | None = None
+    last_scale_up_s: float | None = Field(
+        default=None, description="When the policy last asked for more replicas (replicas still starting are kept)."
+    )
     last_spike_s: float | None = Field(
         default=None, description="When the load last spiked (or panic began): the traffic counts as bursty."
     )

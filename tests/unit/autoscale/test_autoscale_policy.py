@@ -216,6 +216,23 @@ def test_ttft_guard_adds_a_replica_and_blocks_scale_down():
     assert d2.reason == Reason.HOLDING_FOR_TTFT
 
 
+def test_replicas_still_starting_are_not_cancelled_by_a_scale_down():
+    cfg = replace(CFG, scale_down_stabilization_s=20, scale_down_hold_s=0, panic_threshold=100)
+    up = decide(None, obs(4, 30), 0.0, cfg)
+    assert up.desired_replicas == 8
+    # Load falls while the four new replicas cold-start: they are kept until Ready, not cancelled.
+    held = decide(up.new_state, obs(8, 0.5, ready=4, starting=4), 30.0, cfg)
+    assert (held.desired_replicas, held.reason) == (8, Reason.HOLDING_FOR_STARTING)
+    assert "4 replica(s) asked for 30s ago still starting" in held.message
+    down = decide(held.new_state, obs(8, 0.5), 40.0, cfg)  # all Ready: the scale-down goes ahead
+    assert down.desired_replicas < 8 and down.reason == Reason.LOAD_BELOW_TARGET
+    # A replica that never becomes Ready (a crash loop) blocks scale-down only for starting_hold_s.
+    stuck = decide(held.new_state, obs(8, 0.5, ready=7, starting=1), 30.0 + cfg.starting_hold_s, cfg)
+    assert stuck.desired_replicas < 8
+    off = decide(up.new_state, obs(8, 0.5, ready=4, starting=4), 30.0, replace(cfg, starting_hold_s=None))
+    assert off.desired_replicas < 8
+
+
 # A state whose last load spike lies further back than the default burst memory (900 s).
 QUIET_FOR_LONG = PolicyState(last_spike_s=-1000.0)
 

@@ -65,14 +65,23 @@ def test_ttft_near_the_setpoint_holds_the_factor_and_above_it_lowers_it():
     assert lowered == sorted(lowered, reverse=True) and lowered[-1] < high
 
 
-def test_a_ttft_breach_backs_the_factor_off_and_the_guard_still_adds_replicas_at_once():
+def test_a_ttft_breach_backs_the_factor_off_and_replicas_are_added_at_once():
     counts, states = steady_run(CFG, [1.0] * 120)
     d = decide(states[-1], obs(counts[-1], 90, 6.0), 1200.0, CFG)
     assert d.new_state.target_scale == pytest.approx(1.0 + (CFG.target_scale_max - 1.0) * CFG.target_scale_backoff)
-    assert d.reason == Reason.TTFT_ABOVE_TARGET
-    assert d.desired_replicas > counts[-1]
+    assert d.desired_replicas == 8  # ceil(90 / (10 x 1.15)): the lowered target asks for one more at once
+    assert d.reason == Reason.LOAD_ABOVE_TARGET
     full_reset = replace(CFG, target_scale_backoff=0.0)
     assert decide(states[-1], obs(counts[-1], 90, 6.0), 1200.0, full_reset).new_state.target_scale == 1.0
+
+
+def test_the_ttft_guard_adds_one_replica_on_steady_traffic_and_a_quarter_on_bursty_traffic():
+    steady = decide(QUIET, obs(12, 90, 6.0), 0.0, OFF)
+    assert (steady.desired_replicas, steady.reason) == (13, Reason.TTFT_ABOVE_TARGET)
+    bursty = decide(None, obs(12, 90, 6.0), 0.0, OFF)  # no memory of the traffic: counts as bursty
+    assert (bursty.desired_replicas, bursty.reason) == (15, Reason.TTFT_ABOVE_TARGET)
+    wider = decide(QUIET, obs(12, 90, 6.0), 0.0, replace(OFF, steady_ttft_guard_step_ratio=0.25))
+    assert wider.desired_replicas == 15
 
 
 def test_a_load_spike_or_panic_resets_the_factor_to_one():
