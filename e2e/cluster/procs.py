@@ -1,7 +1,8 @@
 """Local processes of the cluster: start with a pidfile and a log, stop by pid, port checks, RSS (e2e cluster layer).
 
 A pidfile holds the pid and the process's start time (from /proc), so a recycled pid is never mistaken for ours
-and never signalled.
+and never signalled. `ProcessGroup`, `free_port` and `wait_http` serve the tests and benchmarks that start a
+gateway, an operator or an engine of their own next to the cluster.
 """
 
 from __future__ import annotations
@@ -14,6 +15,8 @@ import signal
 import socket
 import subprocess
 import time
+import urllib.error
+import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -220,3 +223,52 @@ def log_tail(path: Path, lines: int = 30) -> str:
     except OSError:
         return f"(no log at {path})"
     return "\n".join(text.splitlines()[-lines:])
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    """A port free on `host` now (the kernel's pick)."""
+    with socket.socket() as sock:
+        sock.bind((host, 0))
+        return int(sock.getsockname()[1])
+
+
+def wait_http(url: str, *, timeout_s: float = 30.0, proc: subprocess.Popen[bytes] | None = None) -> None:
+    """Polls `url` until it answers 200; fails at once when `proc` (the server) exits first."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if proc is not None and proc.poll() is not None:
+            raise RuntimeError(f"process for {url} exited with {proc.returncode}")
+        try:
+            with urllib.request.urlopen(url, timeout=2) as response:
+                if response.status == 200:
+                    return
+        except (urllib.error.URLError, OSError):
+            pass
+        time.sleep(0.1)
+    raise TimeoutError(f"{url} did not answer 200 within {timeout_s:g} s")
+
+
+class ProcessGroup:
+    """Processes one test or benchmark starts, each logging to `<workdir>/<name>.log`; `stop_all` ends them,
+    the last started first (SIGTERM, SIGKILL after `grace_s`)."""
+
+    def __init__(self, workdir: Path, cwd: Path | None = None) -> None:
+        self.workdir = workdir
+        self.cwd = cwd
+        self.started: list[subprocess.Popen[bytes]] = []
+
+    def spawn(self, name: str, args: list[str], env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
+        with (self.workdir / f"{name}.log").open("wb") as out:
+            proc = subprocess.Popen(args, stdout=out, stderr=subprocess.STDOUT, env=env, cwd=self.cwd)
+        self.started.append(proc)
+        return proc
+
+    def stop_all(self, grace_s: float = 20.0) -> None:
+        for proc in reversed(self.started):
+            if proc.poll() is None:
+                proc.terminate()
+                try:
+                    proc.wait(timeout=grace_s)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+                    proc.wait(timeout=10)

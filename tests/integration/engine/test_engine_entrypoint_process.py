@@ -6,7 +6,6 @@ import contextlib
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -17,12 +16,7 @@ from pathlib import Path
 
 from dialogue_runtime.engine.config import EngineConfig, SimProfile
 
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
+from e2e.cluster.procs import free_port
 
 
 def start(tmp_path: Path, cfg: EngineConfig | str, **env: str) -> tuple[subprocess.Popen[str], Path]:

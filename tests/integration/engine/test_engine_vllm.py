@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import shutil
 import signal
-import socket
 import subprocess
 import threading
 import time
@@ -27,18 +26,12 @@ from dialogue_runtime.vllm_metrics import parse_engine_metrics
 from engine_support import engine_process_env, require_engine_env
 
 from e2e import engine_env
+from e2e.cluster.procs import free_port
 
 pytestmark = pytest.mark.engine
 
 SERVED = "smollm2-test"
 START_TIMEOUT_S = 420.0
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
 
 
 @dataclass

@@ -11,13 +11,13 @@ import socket
 import subprocess
 import sys
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+
+from e2e.cluster.procs import free_port, wait_http
 
 MODEL = "smol"
 KEY = "sk-gateway-test"
@@ -27,27 +27,6 @@ _HOSTS = itertools.count(1)
 def loopback_host() -> str:
     """A loopback address of its own per engine, so each endpoint URL is distinct (127.77.<pid>.<n>)."""
     return f"127.77.{os.getpid() % 250}.{next(_HOSTS) % 250 + 1}"
-
-
-def free_port(host: str) -> int:
-    with socket.socket() as sock:
-        sock.bind((host, 0))
-        return int(sock.getsockname()[1])
-
-
-def wait_http(url: str, timeout_s: float = 30.0, proc: subprocess.Popen[bytes] | None = None) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if proc is not None and proc.poll() is not None:
-            raise RuntimeError(f"process for {url} exited with {proc.returncode}")
-        try:
-            with urllib.request.urlopen(url, timeout=2) as response:
-                if response.status == 200:
-                    return
-        except (urllib.error.URLError, OSError):
-            pass
-        time.sleep(0.1)
-    raise TimeoutError(f"{url} did not answer 200 within {timeout_s} s")
 
 
 @dataclass

@@ -6,7 +6,6 @@ from __future__ import annotations
 import base64
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -21,6 +20,7 @@ import pytest
 import yaml
 
 from e2e.cluster.harness import LocalCluster
+from e2e.cluster.procs import free_port
 
 ROOT = Path(__file__).resolve().parents[3]
 CHART = ROOT / "charts" / "dialogue-operator"
@@ -131,13 +131,6 @@ class Release:
     kubeconfig: Path
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
 @pytest.fixture(scope="session")
 def chart_release(cluster: LocalCluster, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Release]:
     """`helm install` of the chart (its operator pod lands on a KWOK node, so it runs nothing); a kubeconfig
@@ -196,7 +189,7 @@ class OperatorProcess:
     """The real operator, as a local process authenticated as the chart's ServiceAccount."""
 
     def __init__(self, release: Release, namespaces: list[str], log: Path) -> None:
-        self.metrics_port = _free_port()
+        self.metrics_port = free_port()
         env = {
             **os.environ,
             "KUBECONFIG": str(release.kubeconfig),
