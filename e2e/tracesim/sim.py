@@ -128,7 +128,8 @@ class Simulation:
         for _ in range(desired - current):
             self._new_replica(now_s)
         for _ in range(current - desired):
-            # Like a ReplicaSet: unscheduled pods go first, then not-ready ones, then the least busy ready one.
+            # Like a ReplicaSet: unscheduled pods go first, then not-ready ones, then the least busy ready one (the
+            # operator sets each Ready pod's pod-deletion-cost to its requests in flight before a scale-down).
             for phase in ("pending", "starting"):
                 victims = [r for r in self.replicas if r.phase == phase]
                 if victims:

@@ -22,8 +22,9 @@ from dialogue_operator.autoscale.status import autoscaling_status, state_from_st
 
 @dataclass(frozen=True)
 class Tick:
-    """One tick's outcome: the decision and the complete new `status.autoscaling` object."""
+    """One tick's outcome: what was seen, the decision and the complete new `status.autoscaling` object."""
 
+    observation: Observation
     decision: Decision
     status: dict[str, Any]
 
@@ -76,4 +77,4 @@ async def autoscale_once(
     )
     decision = decide(state_from_status(previous_status), obs, now_s, config)
     now_rfc3339 = dt.datetime.fromtimestamp(now_s, dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-    return Tick(decision, autoscaling_status(decision, previous_status, deployment_replicas, now_rfc3339))
+    return Tick(obs, decision, autoscaling_status(decision, previous_status, deployment_replicas, now_rfc3339))

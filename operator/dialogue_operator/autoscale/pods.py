@@ -1,12 +1,19 @@
-"""Counting a model's runtime pods the way the policy needs them: Ready, starting, unschedulable (pure)."""
+"""Counting a model's runtime pods the way the policy needs them: Ready, starting, unschedulable (pure); and which
+of them a scale-down should remove first."""
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from dialogue_runtime import contract
+
+from dialogue_operator.autoscale.observation import ReplicaMetrics
+
+# On a scale-down the ReplicaSet controller removes, among equally ready pods, those with the lowest cost first.
+DELETION_COST_ANNOTATION = "controller.kubernetes.io/pod-deletion-cost"
 
 
 @dataclass(frozen=True)
@@ -60,3 +67,18 @@ def census(pods: Iterable[Mapping[str, Any]], port: int = contract.ENGINE_PORT) 
             starting += 1
     ready.sort(key=lambda t: t.pod)
     return PodCensus(tuple(ready), starting, unschedulable)
+
+
+def deletion_costs(pods: Iterable[Mapping[str, Any]], replicas: Iterable[ReplicaMetrics]) -> dict[str, str]:
+    """The pod-deletion-cost annotations to write before a scale-down, only where they change: each scraped pod's
+    requests in flight (running + waiting), so the ReplicaSet removes the idlest replicas first: the fewest streams
+    are drained and the fewest live conversations lose the replica that holds their KV cache. Pods that were not
+    scraped (starting, unschedulable) go first anyway, so they get none."""
+    current = {
+        str((p.get("metadata") or {}).get("name", "")): ((p.get("metadata") or {}).get("annotations") or {}).get(
+            DELETION_COST_ANNOTATION
+        )
+        for p in pods
+    }
+    wanted = {r.pod: str(math.ceil(r.in_flight)) for r in replicas if r.pod in current}
+    return {pod: cost for pod, cost in wanted.items() if current[pod] != cost}

@@ -138,6 +138,22 @@ class KubeApi:
             if exc.status != 404:
                 raise
 
+    async def annotate(self, resource: Resource, namespace: str, name: str, annotations: dict[str, str]) -> None:
+        """Merge-patch annotations onto one object (e.g. a pod's deletion cost); one that is already gone is fine."""
+        try:
+            await self._call(
+                "PATCH",
+                resource.path(namespace, name),
+                doing=f"annotating {resource.kind} {namespace}/{name}",
+                body={"metadata": {"annotations": annotations}},
+                content_type="application/merge-patch+json",
+                kind=resource.kind,
+                timeout_s=10.0,
+            )
+        except KubeError as exc:
+            if exc.status != 404:
+                raise
+
     async def post_event(self, model: dict[str, Any], type_: str, reason: str, message: str) -> None:
         """Record a Kubernetes Event on a DialogueModel (shown by kubectl describe)."""
         meta = model["metadata"]

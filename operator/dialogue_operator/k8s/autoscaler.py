@@ -2,12 +2,16 @@
 
 The reconcile applies `status.autoscaling.desiredReplicas` to the Deployments, so this shell only writes the
 DialogueModel status (merge patch of the `autoscaling` key, which the reconcile never overwrites) and an Event
-when the replica count changes. Call `AutoscalerShell.tick(model_body, now_s)` every ~10 s per model, e.g. from
-a kopf timer or the controller's loop; keep one shell per process (it holds the TTFT windows).
+when the replica count changes. Before a scale-down it annotates the Ready runtime pods with a pod-deletion-cost
+(their requests in flight), so the ReplicaSet removes the idlest replicas rather than the newest; without the
+permission to patch pods the scale-down goes ahead with the ReplicaSet's own choice. Call
+`AutoscalerShell.tick(model_body, now_s)` every ~10 s per model, e.g. from a kopf timer or the controller's loop;
+keep one shell per process (it holds the TTFT windows).
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -17,9 +21,16 @@ from dialogue_runtime import contract
 from pydantic import ValidationError
 
 from dialogue_operator.api.serving import AutoscalingSpec
-from dialogue_operator.autoscale import DESIRED_REPLICAS, Decision, PolicyConfig, scale_from_zero_requested
+from dialogue_operator.autoscale import (
+    DESIRED_REPLICAS,
+    Decision,
+    PolicyConfig,
+    ReplicaMetrics,
+    scale_from_zero_requested,
+)
 from dialogue_operator.autoscale.collector import Fetch, TtftWindow
 from dialogue_operator.autoscale.loop import autoscale_once
+from dialogue_operator.autoscale.pods import DELETION_COST_ANNOTATION, deletion_costs
 from dialogue_operator.k8s.resources import POD, Resource
 
 log = logging.getLogger(__name__)
@@ -33,6 +44,7 @@ class AutoscalerApi(Protocol):
     async def list(self, resource: Resource, label_selector: str, namespace: str | None = None) -> dict[str, Any]: ...
     async def patch_status(self, namespace: str, name: str, status: dict[str, Any]) -> None: ...
     async def post_event(self, model: dict[str, Any], type_: str, reason: str, message: str) -> None: ...
+    async def annotate(self, resource: Resource, namespace: str, name: str, annotations: dict[str, str]) -> None: ...
 
 
 @dataclass
@@ -88,6 +100,8 @@ class AutoscalerShell:
         )
         decision = tick.decision
         changed = decision.desired_replicas != current
+        if decision.desired_replicas < current:
+            await self._mark_idlest_for_deletion(namespace, pods, tick.observation.replicas)
         prev = previous or {}
         due = now_s - self._written_s.get((namespace, name), float("-inf")) >= STATUS_REFRESH_S
         if changed or due or prev.get("reason") != decision.reason or DESIRED_REPLICAS not in prev:
@@ -97,6 +111,18 @@ class AutoscalerShell:
             log.info("autoscaler: %s/%s %s: %s", namespace, name, decision.reason, decision.message)
             await self.api.post_event(body, "Normal", decision.reason, decision.message)
         return decision
+
+    async def _mark_idlest_for_deletion(
+        self, namespace: str, pods: list[dict[str, Any]], replicas: Sequence[ReplicaMetrics]
+    ) -> None:
+        changes = deletion_costs(pods, replicas)
+        results = await asyncio.gather(
+            *(self.api.annotate(POD, namespace, pod, {DELETION_COST_ANNOTATION: v}) for pod, v in changes.items()),
+            return_exceptions=True,
+        )
+        for pod, result in zip(changes, results, strict=True):
+            if isinstance(result, Exception):  # e.g. no `patch pods` permission, or the pod just went away
+                log.warning("autoscaler: could not set the deletion cost of pod %s/%s: %s", namespace, pod, result)
 
 
 def _current_replicas(previous: dict[str, Any] | None, pods: list[dict[str, Any]], spec: AutoscalingSpec) -> int:

@@ -42,6 +42,7 @@ def test_every_rbac_rule_says_why() -> None:
         ("delete", "networkpolicies.networking.k8s.io", True),
         ("watch", "pods", True),
         ("get", "pods/log", True),  # the step a running compression or quality-gate Job is in
+        ("patch", "pods", True),  # the deletion cost of runtime pods before a scale-down
         ("create", "events", True),
         # what it must not have
         ("patch", "dialoguemodels.dialogue.dev", False),
