@@ -20,6 +20,8 @@ from e2e.cluster.harness import LocalCluster
 from e2e.cluster.procs import ClusterError
 from e2e.cluster.sharing import shared_cluster
 
+pytest_plugins = ["tests.interrupt"]  # a SIGTERM tears fixtures down (the cluster, started processes)
+
 DIAGNOSTICS_KEY = pytest.StashKey[str]()
 NAMESPACE_KEY = pytest.StashKey[str]()
 
