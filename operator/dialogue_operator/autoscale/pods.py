@@ -74,11 +74,9 @@ def deletion_costs(pods: Iterable[Mapping[str, Any]], replicas: Iterable[Replica
     requests in flight (running + waiting), so the ReplicaSet removes the idlest replicas first: the fewest streams
     are drained and the fewest live conversations lose the replica that holds their KV cache. Pods that were not
     scraped (starting, unschedulable) go first anyway, so they get none."""
-    current = {
-        str((p.get("metadata") or {}).get("name", "")): ((p.get("metadata") or {}).get("annotations") or {}).get(
-            DELETION_COST_ANNOTATION
-        )
-        for p in pods
-    }
+    current: dict[str, str | None] = {}
+    for pod in pods:
+        meta = pod.get("metadata") or {}
+        current[str(meta.get("name", ""))] = (meta.get("annotations") or {}).get(DELETION_COST_ANNOTATION)
     wanted = {r.pod: str(math.ceil(r.in_flight)) for r in replicas if r.pod in current}
     return {pod: cost for pod, cost in wanted.items() if current[pod] != cost}

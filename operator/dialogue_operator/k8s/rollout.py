@@ -262,8 +262,8 @@ class RolloutShell:
             pods = (await self.api.list(POD, f"{JOB_NAME_LABEL}={name}", model.namespace)).get("items") or []
         observed = compression_observation(live, pods) if compress else evaluation_observation(live, pods)
         if observed.state is JobState.RUNNING:  # its step names calibration/golden sets as the spec does too
-            live = as_written(await self._step(model, pods, component), paths_as_written(model, variant))
-            observed = observed.model_copy(update={"step": live})
+            step = as_written(await self._step(model, pods, component), paths_as_written(model, variant))
+            observed = observed.model_copy(update={"step": step})
         if observed.state is JobState.FAILED:  # name the calibration/golden set as the spec does, not the mount
             message = as_written(observed.message, paths_as_written(model, variant))
             observed = observed.model_copy(update={"message": message})

@@ -16,7 +16,7 @@ from pathlib import Path
 
 from dialogue_runtime.engine.config import EngineConfig, SimProfile
 
-from e2e.cluster.procs import free_port
+from e2e.cluster.procs import free_port, wait_http
 
 
 def start(tmp_path: Path, cfg: EngineConfig | str, **env: str) -> tuple[subprocess.Popen[str], Path]:
@@ -65,19 +65,6 @@ def test_a_missing_api_key_refuses_to_serve_openly(tmp_path: Path) -> None:
     assert "DIALOGUE_ENGINE_API_KEY is empty or unset" in term.read_text()
 
 
-def wait_health(port: int, timeout_s: float = 60.0) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=2) as resp:
-                if resp.status == 200:
-                    return
-        except (urllib.error.URLError, ConnectionError):
-            pass
-        time.sleep(0.1)
-    raise AssertionError(f"/health on port {port} did not answer within {timeout_s} s")
-
-
 def wait_running(port: int, timeout_s: float = 30.0) -> None:
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
@@ -93,7 +80,7 @@ def test_sim_engine_drains_in_flight_requests_on_sigterm(tmp_path: Path) -> None
     cfg = base(engine="sim", port=port, sim=SimProfile(startup_s=0.5, decode_tokens_per_s=20.0))
     proc, term = start(tmp_path, cfg)
     try:
-        wait_health(port)
+        wait_http(f"http://127.0.0.1:{port}/health", timeout_s=60)
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/v1/models", timeout=5) as resp:
             assert json.load(resp)["data"][0]["id"] == "chat"
         result: dict[str, object] = {}
@@ -123,7 +110,7 @@ def test_sim_engine_aborts_the_request_of_a_client_that_hangs_up(tmp_path: Path)
     port = free_port()
     proc, _ = start(tmp_path, base(engine="sim", port=port, sim=SimProfile(decode_tokens_per_s=5.0)))
     try:
-        wait_health(port)
+        wait_http(f"http://127.0.0.1:{port}/health", timeout_s=60)
         body = json.dumps({"prompt": "hello", "max_tokens": 100}).encode()
         req = urllib.request.Request(f"http://127.0.0.1:{port}/v1/completions", data=body)
         with contextlib.suppress(TimeoutError, urllib.error.URLError):

@@ -92,10 +92,8 @@ def test_autoscaling_example_waits_at_zero_and_scales_from_zero_when_the_gateway
             dm = get_json(cluster, "dm", "chat-autoscaled", "-n", namespace)
             status = dm.get("status") or {}
             ready = next((c for c in status.get("conditions") or [] if c["type"] == "Ready"), {})
-            at_zero = (status.get("autoscaling") or {}).get("reason") == "Idle" and ready.get(
-                "reason"
-            ) == "ScaledToZero"
-            return dm if at_zero else None
+            idle = (status.get("autoscaling") or {}).get("reason") == "Idle"
+            return dm if idle and ready.get("reason") == "ScaledToZero" else None
 
         # minReplicas 0 and no traffic: no GPU is taken; the model says why it is not Ready.
         wait_for(idle_at_zero, timeout_s=120, what="chat-autoscaled idle at zero")
