@@ -30,16 +30,16 @@ class Setup:
 
 HEURISTIC_ORACLE = "oracle (heuristic)"
 SEARCHED_ORACLE = "oracle (search)"
-NO_TTFT_CONTROL = "ours, no steady TTFT control (older)"
-CANCELS_STARTING = "ours, cancels starting replicas (previous)"
+CANCELS_STARTING = "ours, cancels starting replicas (older)"
+GUARD_ON_TICK = "ours, steady TTFT guard on 10 s p95 (previous)"
 
 
 def policies(setup: Setup, target_in_flight: float, need: list[int]) -> list[SimPolicy]:
     """Ours, ours with flat scale-down windows (the former 600 s one and a short 180 s one, to show the
     trade-off of the decaying peak), ours keeping TTFT-guard replicas even on steady traffic (an earlier
-    behaviour), ours without the steady-traffic TTFT control (an older default), ours cancelling replicas still
-    starting and with the full guard step on steady traffic (the previous default), KubeAI, HPA/KEDA, the
-    heuristic oracle (the searched one is added by `replay_all`)."""
+    behaviour), ours cancelling replicas still starting and with the full guard step on steady traffic (an older
+    default), ours judging its TTFT guard on the last tick's p95 on steady traffic too (the previous default),
+    KubeAI, HPA/KEDA, the heuristic oracle (the searched one is added by `replay_all`)."""
     ours = PolicyConfig(
         min_replicas=1,
         max_replicas=setup.max_replicas,
@@ -53,11 +53,16 @@ def policies(setup: Setup, target_in_flight: float, need: list[int]) -> list[Sim
             replace(ours, scale_down_stabilization_s=180.0, scale_down_floor_ratio=1.0), name="ours, flat 180 s"
         ),
         OursPolicy(replace(ours, burst_memory_s=None), name="ours, guard replicas always kept"),
-        OursPolicy(replace(ours, ttft_setpoint_ratio=None), name=NO_TTFT_CONTROL),
         OursPolicy(
-            replace(ours, starting_hold_s=None, steady_ttft_guard_step_ratio=ours.ttft_guard_step_ratio),
+            replace(
+                ours,
+                starting_hold_s=None,
+                steady_ttft_guard_step_ratio=ours.ttft_guard_step_ratio,
+                steady_ttft_guard_on_minute=False,
+            ),
             name=CANCELS_STARTING,
         ),
+        OursPolicy(replace(ours, steady_ttft_guard_on_minute=False), name=GUARD_ON_TICK),
         KubeAIPolicy(1, setup.max_replicas, target_requests=target_in_flight),
         HpaKedaPolicy(1, setup.max_replicas, waiting_threshold=setup.hpa_waiting_threshold),
         OraclePolicy(need, cold_start_s=setup.cold_start_s, name=HEURISTIC_ORACLE),

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from typing import Literal, Protocol
 
 from dialogue_operator.autoscale import Observation, ReplicaMetrics
+from dialogue_operator.autoscale.collector import TtftWindow
 from dialogue_runtime.engine.config import SimProfile
 from dialogue_runtime.sim.model import EngineModel, SimRequest
 from dialogue_runtime.vllm_metrics import HistogramData
@@ -86,7 +87,10 @@ class Simulation:
         self._by_uid: dict[int, _Replica] = {}
         self._seq = 0
         self._counter = 0
-        self._window_ttfts: list[float] = []
+        # Cumulative TTFT histogram of all engines, read by the operator's own TtftWindow like scraped pods.
+        self._ttft_buckets = [0.0] * len(TTFT_BUCKETS_S)
+        self._ttft_count = self._ttft_sum = 0.0
+        self._ttft_window = TtftWindow()
         self._now = 0.0
         self.gpu_seconds = 0.0
         self.replica_timeline: list[tuple[float, int]] = []
@@ -174,7 +178,11 @@ class Simulation:
             if ev.kind == "first_token" and ev.ttft_s is not None:
                 rec = self.records[int(ev.request_id)]
                 rec.ttft_s = (rec.submit_s or rec.arrival_s) - rec.arrival_s + ev.ttft_s
-                self._window_ttfts.append(ev.ttft_s)
+                self._ttft_count += 1
+                self._ttft_sum += ev.ttft_s
+                for i, le in enumerate(TTFT_BUCKETS_S):
+                    if ev.ttft_s <= le:
+                        self._ttft_buckets[i] += 1
             elif ev.kind == "rejected":
                 self.records[int(ev.request_id)].rejected = True
         self._schedule(replica)
@@ -191,9 +199,7 @@ class Simulation:
             if r.phase == "ready":
                 e = r.engine
                 metrics.append(ReplicaMetrics(r.name, e.num_running, e.num_waiting, e.kv_cache_usage_ratio))
-        buckets = tuple((le, float(sum(1 for v in self._window_ttfts if v <= le))) for le in TTFT_BUCKETS_S)
-        ttft = HistogramData(buckets, float(len(self._window_ttfts)), sum(self._window_ttfts))
-        self._window_ttfts = []
+        ttft = self._ttft_window.update({"engines": self._ttft_histogram()}, now_s)
         in_flight = sum(r.in_flight for r in self.replicas if r.phase in ("ready", "draining"))
         return Observation(
             current_replicas=self._count("pending", "starting", "ready"),
@@ -201,7 +207,8 @@ class Simulation:
             replicas=tuple(metrics),
             starting_replicas=self._count("starting"),
             unschedulable_replicas=self._count("pending"),
-            ttft_p95_s=ttft.quantile(0.95),
+            ttft_p95_s=ttft.interval_s,
+            ttft_p95_minute_s=ttft.minute_s,
             gateway_in_flight=in_flight + len(self.held),
             gateway_held=len(self.held),
         )
@@ -218,8 +225,14 @@ class Simulation:
         self.run_until(math.inf)
         return self.result()
 
+    def _ttft_histogram(self) -> HistogramData:
+        return HistogramData(
+            tuple(zip(TTFT_BUCKETS_S, self._ttft_buckets, strict=True)), self._ttft_count, self._ttft_sum
+        )
+
     def _start(self) -> None:
         self._started = True
+        self._ttft_window.update({"engines": self._ttft_histogram()}, 0.0)  # the baseline of the first tick
         for _ in range(self.config.initial_replicas):
             self._new_replica(0.0)
             self.replicas[-1].phase, self.replicas[-1].ready_at_s = "ready", 0.0
@@ -282,7 +295,8 @@ class Simulation:
         twin.held = deque(self.held)
         twin.scale_events = list(self.scale_events)
         twin.replica_timeline = list(self.replica_timeline)
-        twin._window_ttfts = list(self._window_ttfts)
+        twin._ttft_buckets = list(self._ttft_buckets)
+        twin._ttft_window = copy.deepcopy(self._ttft_window)
         return twin
 
     def result(self) -> SimResult:

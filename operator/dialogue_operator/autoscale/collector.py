@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 
@@ -122,28 +123,51 @@ async def scrape_gateways(
     return GatewayCounts(sum(c.in_flight for c in counts if c), sum(c.held for c in counts if c))
 
 
-class TtftWindow:
-    """TTFT p95 over the observations made between two scrapes, summed over pods (pod restarts handled).
+@dataclass(frozen=True)
+class TtftP95:
+    """TTFT p95 over the last scrape interval and over the last minute (None where nothing was observed)."""
 
-    Holds the previous cumulative histogram per pod in memory; after an operator restart the first scrape
-    has no window and yields None (the policy then skips its TTFT guard for one tick).
+    interval_s: float | None
+    minute_s: float | None
+
+
+class TtftWindow:
+    """TTFT p95 summed over pods, over the last scrape interval and over the last `span_s` (pod restarts handled).
+
+    Holds the cumulative histograms of the scrapes of the last `span_s` in memory. The interval p95 reacts
+    within one tick (bursts); the minute p95 is what a per-minute SLO judges and is far less noisy on steady
+    traffic, where one long prompt can push a 10 s window's p95 over the target. A pod counts from the first
+    scrape that saw it (its whole history is not "the last interval"). After an operator restart the first
+    scrape has no window and yields None for both; until `span_s` of scrapes exist, the minute covers them all.
     """
 
-    def __init__(self) -> None:
-        self._previous: dict[str, HistogramData] = {}
+    def __init__(self, span_s: float = 60.0) -> None:
+        self.span_s = span_s
+        self._scrapes: deque[tuple[float, dict[str, HistogramData]]] = deque()
 
-    def update(self, per_pod: dict[str, HistogramData], quantile: float = 0.95) -> float | None:
-        deltas: dict[float, float] = {}
-        count = 0.0
-        for pod, hist in per_pod.items():
-            before = self._previous.get(pod)
-            delta = hist if before is None or hist.count < before.count else hist.minus(before)
-            if before is None:
-                continue  # first sight of this pod: its whole history is not "the last interval"
-            count += delta.count
-            for le, c in delta.buckets:
-                deltas[le] = deltas.get(le, 0.0) + c
-        self._previous = dict(per_pod)
-        if count <= 0:
-            return None
-        return HistogramData(tuple(sorted(deltas.items())), count, 0.0).quantile(quantile)
+    def update(self, per_pod: dict[str, HistogramData], now_s: float, quantile: float = 0.95) -> TtftP95:
+        previous = self._scrapes[-1][1] if self._scrapes else {}
+        while len(self._scrapes) > 1 and self._scrapes[1][0] <= now_s - self.span_s:
+            self._scrapes.popleft()  # keep the newest scrape at least span_s old as the minute's baseline
+        baselines: dict[str, HistogramData] = {}
+        for _, scrape in reversed(self._scrapes):
+            baselines.update(scrape)  # ends with each pod's oldest kept scrape
+        self._scrapes.append((now_s, dict(per_pod)))
+        return TtftP95(_since(previous, per_pod, quantile), _since(baselines, per_pod, quantile))
+
+
+def _since(before: dict[str, HistogramData], now: dict[str, HistogramData], quantile: float) -> float | None:
+    """The quantile of the observations made since `before`, summed over the pods `before` knows."""
+    deltas: dict[float, float] = {}
+    count = 0.0
+    for pod, hist in now.items():
+        earlier = before.get(pod)
+        if earlier is None:
+            continue
+        delta = hist if hist.count < earlier.count else hist.minus(earlier)  # counter went down: restarted
+        count += delta.count
+        for le, c in delta.buckets:
+            deltas[le] = deltas.get(le, 0.0) + c
+    if count <= 0:
+        return None
+    return HistogramData(tuple(sorted(deltas.items())), count, 0.0).quantile(quantile)

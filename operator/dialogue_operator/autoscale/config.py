@@ -64,6 +64,12 @@ class PolicyConfig:
     # not needed by the time they are Ready.
     ttft_guard_step_ratio: float = 0.25
     steady_ttft_guard_step_ratio: float = 0.0
+    # On steady traffic the guard (and its hold on scale-down) judges the TTFT p95 of the last minute instead of
+    # the last tick's: with a handful of first tokens per replica in 10 s, one long prompt pushes a tick's p95
+    # over the target while the minute's stays well inside it, and each such tick asked for a replica. On the
+    # Azure conv trace and 12 random 70 % subsets (60 s and 100 s cold start): a quarter fewer scale events,
+    # replica-hours -1 % on average, no minute lost; code unchanged (never steady). False: the tick's p95 always.
+    steady_ttft_guard_on_minute: bool = True
     # Replicas asked for within the last `starting_hold_s` that are still starting (scheduled, not Ready) are
     # never cancelled by a scale-down: they were asked for because a signal said they were needed, and removing
     # them before they serve only churns pods (and the nodes a cluster autoscaler brings up for them). On the

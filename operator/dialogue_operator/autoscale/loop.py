@@ -51,7 +51,7 @@ async def autoscale_once(
     pods as API JSON. `now_s`: wall-clock epoch seconds (status outlives the process, so not monotonic).
     `scale_from_zero_requested`: `status.scale_from_zero_requested(metadata.annotations, status.autoscaling)`,
     i.e. the gateway annotated the model after the last scale change; it counts as one held request.
-    `ttft_window`: keep one per model across ticks (in memory) to get TTFT p95 between scrapes.
+    `ttft_window`: keep one per model across ticks (in memory) to get TTFT p95 between scrapes and over a minute.
     """
     pod_census = census(pods)
     engines = await scrape_pod_metrics(pod_census.ready, fetch, timeout_s=timeout_s, model_name=served_model_name)
@@ -61,7 +61,7 @@ async def autoscale_once(
     held = gateway.held if gateway else 0
     if scale_from_zero_requested and deployment_replicas == 0:
         held = max(held, 1)
-    ttft_p95 = ttft_window.update(engines.ttft) if ttft_window is not None else None
+    ttft = ttft_window.update(engines.ttft, now_s) if ttft_window is not None else None
     notes = tuple(f"{pod}: {why}" for pod, why in sorted(engines.failures.items()))
     obs = Observation(
         current_replicas=deployment_replicas,
@@ -70,7 +70,8 @@ async def autoscale_once(
         starting_replicas=pod_census.starting,
         unschedulable_replicas=pod_census.unschedulable,
         failed_scrapes=len(engines.failures),
-        ttft_p95_s=ttft_p95,
+        ttft_p95_s=ttft.interval_s if ttft else None,
+        ttft_p95_minute_s=ttft.minute_s if ttft else None,
         gateway_in_flight=(gateway.in_flight + gateway.held) if gateway else None,
         gateway_held=held,
         notes=notes,

@@ -27,6 +27,7 @@ class Observation:
     are scheduled but not Ready yet (cold start), `unschedulable_replicas` are Pending because no node has a free
     GPU. `replicas` holds the Ready pods whose `/metrics` answered; `failed_scrapes` counts the Ready pods that did
     not (timeout, HTTP error, garbage) - they are left out, and the policy then refuses to scale down.
+    `ttft_p95_s` is the TTFT p95 of the first tokens since the last tick, `ttft_p95_minute_s` over the last minute.
     """
 
     current_replicas: int
@@ -36,6 +37,7 @@ class Observation:
     unschedulable_replicas: int = 0
     failed_scrapes: int = 0
     ttft_p95_s: float | None = None
+    ttft_p95_minute_s: float | None = None
     gateway_in_flight: int | None = None
     gateway_held: int = 0
     notes: tuple[str, ...] = field(default=())

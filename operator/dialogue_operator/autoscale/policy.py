@@ -116,6 +116,8 @@ def decide(state: PolicyState | None, obs: Observation, now_s: float, config: Po
     }
     if obs.ttft_p95_s is not None:
         signals["ttftP95Seconds"] = round(obs.ttft_p95_s, 3)
+    if obs.ttft_p95_minute_s is not None:
+        signals["ttftP95MinuteSeconds"] = round(obs.ttft_p95_minute_s, 3)
 
     def finish(
         desired: int,
@@ -176,8 +178,15 @@ def decide(state: PolicyState | None, obs: Observation, now_s: float, config: Po
         and obs.ttft_p95_s is not None
         and obs.ttft_p95_s > config.ttft_p95_target_s
     )
-    target_scale = next_target_scale(
-        state.target_scale, obs.ttft_p95_s, config, steady=not bursty and not in_panic, ttft_miss=ttft_miss
+    steady = not bursty and not in_panic
+    target_scale = next_target_scale(state.target_scale, obs.ttft_p95_s, config, steady=steady, ttft_miss=ttft_miss)
+    # The TTFT guard (and the hold it puts on scale-down) judges the last minute's p95 on steady traffic, the
+    # last interval's on bursty traffic (see `PolicyConfig.steady_ttft_guard_on_minute`).
+    guard_ttft_s, guard_window = obs.ttft_p95_s, ""
+    if steady and config.steady_ttft_guard_on_minute and obs.ttft_p95_minute_s is not None:
+        guard_ttft_s, guard_window = obs.ttft_p95_minute_s, " over the last minute"
+    guard_miss = (
+        config.ttft_p95_target_s is not None and guard_ttft_s is not None and guard_ttft_s > config.ttft_p95_target_s
     )
     effective = target * target_scale
     rec = max(math.ceil(stable_avg / effective), math.ceil(panic_avg / effective))
@@ -215,12 +224,12 @@ def decide(state: PolicyState | None, obs: Observation, now_s: float, config: Po
 
     # 3. TTFT SLO guard: add replicas when p95 misses the target and none are already on the way.
     reserve_rec = rec  # what the decaying peak remembers: TTFT-guard additions only while bursty
-    if ttft_miss and obs.starting_replicas == 0:
+    if guard_miss and obs.starting_replicas == 0:
         step_ratio = config.ttft_guard_step_ratio if bursty else config.steady_ttft_guard_step_ratio
         guard = current + max(1, math.ceil(current * step_ratio))
         if guard > rec:
             rec, driver = guard, Reason.TTFT_ABOVE_TARGET
-            detail = f"TTFT p95 {obs.ttft_p95_s:.2f}s > target {config.ttft_p95_target_s:g}s"
+            detail = f"TTFT p95{guard_window} {guard_ttft_s:.2f}s > target {config.ttft_p95_target_s:g}s"
             if bursty:
                 reserve_rec = rec
 
@@ -239,7 +248,7 @@ def decide(state: PolicyState | None, obs: Observation, now_s: float, config: Po
         reason = Reason.LOAD_BELOW_TARGET if desired < current else Reason.SCALE_DOWN_STABILIZING
     if rec < current and in_panic:
         desired, reason = current, Reason.HOLDING_IN_PANIC
-    elif rec < current and ttft_miss:
+    elif rec < current and guard_miss:
         desired, reason = current, Reason.HOLDING_FOR_TTFT
     elif (
         desired < current

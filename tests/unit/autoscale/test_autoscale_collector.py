@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import os
 from pathlib import Path
 
 import pytest
 from dialogue_operator.autoscale import PolicyConfig, Reason
 from dialogue_operator.autoscale.collector import (
+    TtftP95,
     TtftWindow,
     parse_gateway_counts,
     scrape_gateways,
@@ -18,6 +20,7 @@ from dialogue_operator.autoscale.collector import (
 from dialogue_operator.autoscale.loop import autoscale_once
 from dialogue_operator.autoscale.pods import ScrapeTarget, census
 from dialogue_runtime.gateway.metrics import GatewayMetrics
+from dialogue_runtime.vllm_metrics import HistogramData
 from prometheus_client import generate_latest
 
 REPO = Path(__file__).resolve().parents[3]
@@ -135,12 +138,39 @@ def test_ttft_window_uses_only_the_last_interval():
     after = asyncio.run(
         scrape_pod_metrics([ScrapeTarget("p", "u")], FakeFetch({"u": capture("metrics_after_load")}))
     ).ttft
-    assert window.update(idle) is None  # first sight of the pod: no interval yet
-    p95 = window.update(after)  # 52 first tokens between the two captures
+    assert window.update(idle, 0.0) == TtftP95(None, None)  # first sight of the pod: no interval yet
+    p95 = window.update(after, 10.0).interval_s  # 52 first tokens between the two captures
     assert p95 is not None
     assert 2.5 < p95 <= 5.0  # the capture's slowest 30 sit in the (2.5, 5] bucket
-    assert window.update(after) is None  # nothing new
-    assert window.update(idle) is not None  # counter went down: the pod restarted, its 3 new ones count
+    assert window.update(after, 20.0).interval_s is None  # nothing new
+    assert (
+        window.update(idle, 30.0).interval_s is not None
+    )  # counter went down: the pod restarted, its 3 new ones count
+
+
+def ttft_hist(fast: int, slow: int) -> HistogramData:
+    """A cumulative TTFT histogram: `fast` first tokens within 2.5 s, `slow` ones in (5, 7.5] s."""
+    n = float(fast + slow)
+    return HistogramData(((2.5, float(fast)), (5.0, float(fast)), (7.5, n), (math.inf, n)), n, 0.0)
+
+
+def test_ttft_window_minute_p95_keeps_one_slow_tick_in_proportion():
+    window = TtftWindow(span_s=60.0)
+    window.update({"p": ttft_hist(0, 0)}, 0.0)
+    steady = window.update({"p": ttft_hist(20, 0)}, 10.0)
+    assert steady.interval_s is not None and steady.minute_s is not None
+    assert steady.interval_s <= 2.5 and steady.minute_s <= 2.5
+    # One long prompt: the tick's only first token is slow, but 1 of the minute's 21 (under 5 %) is not its p95.
+    one_slow = window.update({"p": ttft_hist(20, 1)}, 20.0)
+    assert one_slow.interval_s is not None and one_slow.interval_s > 5.0
+    assert one_slow.minute_s is not None and one_slow.minute_s <= 2.5
+    # A minute later the first 21 have left the window: only the 10 slow ones since t=20 count.
+    late = window.update({"p": ttft_hist(20, 11), "q": ttft_hist(50, 0)}, 80.0)
+    assert late.minute_s is not None and late.minute_s > 5.0  # q is new: its history is not this minute's
+    # q counts from the scrape that first saw it; p restarted (its counter fell) and counts what it saw since.
+    after = window.update({"p": ttft_hist(3, 0), "q": ttft_hist(90, 0)}, 90.0)
+    assert after.interval_s is not None and after.interval_s <= 2.5  # 3 + 40 fast ones
+    assert after.minute_s is not None and after.minute_s <= 2.5  # p's 3 + q's 40 fast since t=80
 
 
 async def test_gateway_counts_from_the_gateways_own_metrics():
@@ -210,3 +240,25 @@ async def test_held_request_annotation_scales_from_zero():
     woken = await autoscale_once(**common, namespace="chat", model="smol", scale_from_zero_requested=True)
     assert woken.decision.desired_replicas == 1
     assert woken.decision.reason == Reason.SCALE_FROM_ZERO
+
+
+async def test_ticks_report_ttft_p95_of_the_interval_and_of_the_minute_in_status():
+    cfg = PolicyConfig(min_replicas=1, max_replicas=10, target_in_flight_per_replica=10, ttft_p95_target_s=4.0)
+    window, state = TtftWindow(), None
+    for now_s, body in ((0.0, capture("metrics_idle")), (10.0, capture("metrics_after_load"))):
+        tick = await autoscale_once(
+            config=cfg,
+            previous_status=state,
+            deployment_replicas=1,
+            pods=[pod("a", "127.0.0.1")],
+            fetch=FakeFetch({url("127.0.0.1"): body}),
+            now_s=now_s,
+            namespace="chat",
+            model="smol",
+            ttft_window=window,
+        )
+        state = tick.status
+    # The 52 first tokens between the captures, in both windows (the minute holds only that interval so far).
+    assert tick.observation.ttft_p95_s is not None and 2.5 < tick.observation.ttft_p95_s <= 5.0
+    assert tick.observation.ttft_p95_minute_s == tick.observation.ttft_p95_s
+    assert tick.status["signals"]["ttftP95MinuteSeconds"] == round(tick.observation.ttft_p95_s, 3)

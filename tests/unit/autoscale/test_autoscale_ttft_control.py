@@ -16,10 +16,12 @@ OFF = replace(CFG, ttft_setpoint_ratio=None)
 QUIET = PolicyState(last_spike_s=-1000.0)
 
 
-def obs(current: int, total_in_flight: float, ttft: float | None) -> Observation:
+def obs(current: int, total_in_flight: float, ttft: float | None, minute: float | None = None) -> Observation:
     per = total_in_flight / current
     replicas = tuple(ReplicaMetrics(f"p{i}", running=per, waiting=0.0) for i in range(current))
-    return Observation(current_replicas=current, ready_replicas=current, replicas=replicas, ttft_p95_s=ttft)
+    return Observation(
+        current_replicas=current, ready_replicas=current, replicas=replicas, ttft_p95_s=ttft, ttft_p95_minute_s=minute
+    )
 
 
 def steady_run(
@@ -82,6 +84,22 @@ def test_the_ttft_guard_adds_one_replica_on_steady_traffic_and_a_quarter_on_burs
     assert (bursty.desired_replicas, bursty.reason) == (15, Reason.TTFT_ABOVE_TARGET)
     wider = decide(QUIET, obs(12, 90, 6.0), 0.0, replace(OFF, steady_ttft_guard_step_ratio=0.25))
     assert wider.desired_replicas == 15
+
+
+def test_on_steady_traffic_the_guard_judges_the_last_minutes_p95_and_on_bursty_traffic_the_last_ticks():
+    # One long prompt: the last 10 s p95 is 6 s, the minute's 3 s. Steady traffic: no replica for it.
+    calm = decide(QUIET, obs(12, 90, 6.0, minute=3.0), 0.0, OFF)
+    assert calm.desired_replicas == 12 and calm.reason != Reason.TTFT_ABOVE_TARGET
+    assert calm.signals["ttftP95MinuteSeconds"] == 3.0 and calm.signals["ttftP95Seconds"] == 6.0
+    slow = decide(QUIET, obs(12, 90, 3.0, minute=4.5), 0.0, OFF)  # the minute itself misses the 4 s target
+    assert (slow.desired_replicas, slow.reason) == (13, Reason.TTFT_ABOVE_TARGET)
+    assert "TTFT p95 over the last minute 4.50s > target 4s" in slow.message
+    # Bursty traffic (no memory counts as bursty): the tick's p95 decides, at once.
+    assert decide(None, obs(12, 90, 6.0, minute=3.0), 0.0, OFF).desired_replicas == 15
+    # Without a minute's p95 (fresh collector), or with the window turned off, the tick's p95 decides.
+    assert decide(QUIET, obs(12, 90, 6.0), 0.0, OFF).desired_replicas == 13
+    tick_only = replace(OFF, steady_ttft_guard_on_minute=False)
+    assert decide(QUIET, obs(12, 90, 6.0, minute=3.0), 0.0, tick_only).desired_replicas == 13
 
 
 def test_a_load_spike_or_panic_resets_the_factor_to_one():
