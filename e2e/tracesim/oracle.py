@@ -196,3 +196,23 @@ def fleet_needed(trace: list[TraceRequest], config: SimConfig, minute: int, max_
     even `max_replicas`). For a burst after idle minutes this is what must already be on hand when it starts:
     replicas asked for at its first request are Ready a cold start later."""
     return fewest_replicas([r for r in trace if r.arrival_s < (minute + 1) * 60], config, minute, max_replicas)
+
+
+def best_fixed_fleet(trace: list[TraceRequest], config: SimConfig, goal: float, max_replicas: int) -> SimResult:
+    """A hindsight reference without any scaling: the fewest replicas that, Ready from the start and never
+    changed, keep at least `goal` of the minutes in SLO (else `max_replicas`'s result). Its replay, renamed
+    'fixed fleet (N replicas)'."""
+
+    def run(k: int) -> SimResult:
+        return Simulation(trace, Fleet(k), replace(config, initial_replicas=k)).run()
+
+    low, high = 1, max_replicas
+    best = run(high)
+    while low < high:
+        mid = (low + high) // 2
+        result = run(mid)
+        if result.slo_attainment >= goal:
+            high, best = mid, result
+        else:
+            low = mid + 1
+    return replace(best, policy=f"fixed fleet ({high} replicas)")

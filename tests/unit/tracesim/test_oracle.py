@@ -9,7 +9,7 @@ import pytest
 from e2e.tracesim.capacity import Capacity
 from e2e.tracesim.compare import HEURISTIC_ORACLE, SEARCHED_ORACLE, Setup, feasible_attainment, replay_all, table
 from e2e.tracesim.metrics import SimResult
-from e2e.tracesim.oracle import fleet_needed, search_oracle
+from e2e.tracesim.oracle import Fleet, best_fixed_fleet, fleet_needed, search_oracle
 from e2e.tracesim.policies import HpaKedaPolicy, OraclePolicy, needed_replicas_per_minute
 from e2e.tracesim.sim import SimConfig, Simulation
 from e2e.tracesim.sweep import SweepPoint, best_setting, sweep_policies
@@ -143,3 +143,15 @@ def test_hpa_scale_up_policy_limits_each_step_and_its_period():
     assert default.decide(obs(2, 40), 0.0)[0] == 6  # max(+4 pods, +100 %)
     assert default.decide(obs(6, 40), 15.0)[0] == 12
     assert default.decide(obs(12, 14), 30.0)[0] == 14  # never past what the metric asks for
+
+
+def test_best_fixed_fleet_is_the_fewest_replicas_keeping_the_goal():
+    trace = bursty()
+    fleet = best_fixed_fleet(trace, CONFIG, 1.0, max_replicas=16)
+    k = int(fleet.policy.split("(")[1].split()[0])
+    assert fleet.policy == f"fixed fleet ({k} replicas)" and fleet.violated_minutes == ()
+    fewer = Simulation(trace, Fleet(k - 1), replace(CONFIG, initial_replicas=k - 1)).run()
+    assert fewer.violated_minutes  # one replica less loses a minute
+    # A fleet sized for the burst is paid for the whole time: dearer than the searched per-minute plan.
+    need = needed_replicas_per_minute([r.arrival_s for r in trace], capacity_rps=0.5)
+    assert fleet.replica_hours > search_oracle(trace, CONFIG, need, max_replicas=16).result.replica_hours
