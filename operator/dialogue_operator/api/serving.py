@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import ConfigDict, Field, model_validator
+from pydantic import ConfigDict, Field, field_validator, model_validator
 
 from dialogue_operator.api.common import DNS_LABEL_PATTERN, DNS_SUBDOMAIN_PATTERN, ApiModel, cel
+from dialogue_operator.api.cron import Cron, time_zone
 from dialogue_operator.api.model import (
     OPERATOR_OWNED_FLAGS,
     OWNED_FLAGS_RE,
@@ -23,6 +24,57 @@ BUILTIN_GOLDEN_SET = "builtin:default"
 GOLDEN_SET_PATTERN = r"^(builtin:default|pvc://[a-z0-9]([-a-z0-9]*[a-z0-9])?/[A-Za-z0-9._/-]*[A-Za-z0-9._-])$"
 
 
+# Five space-separated cron fields of the characters cron uses (the operator checks ranges and names too).
+CRON_PATTERN = r"^\s*[0-9A-Za-z*,/-]+(\s+[0-9A-Za-z*,/-]+){4}\s*$"
+
+
+class ScheduledBounds(ApiModel):
+    """Replica bounds for a recurring window, open from each `start` until the next `end` (cron, in `timeZone`)."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "x-kubernetes-validations": [
+                cel(
+                    "!has(self.maxReplicas) || self.minReplicas <= self.maxReplicas",
+                    "a schedule's minReplicas must be less than or equal to its maxReplicas",
+                    ".minReplicas",
+                ),
+            ]
+        }
+    )
+
+    name: str = Field(max_length=63, pattern=DNS_LABEL_PATTERN, description="Name shown in status and Events.")
+    start: str = Field(
+        max_length=128,
+        pattern=CRON_PATTERN,
+        description="Cron expression (minute hour day-of-month month day-of-week) at which the window opens.",
+    )
+    end: str = Field(max_length=128, pattern=CRON_PATTERN, description="Cron expression at which it closes.")
+    time_zone: str = Field(default="UTC", max_length=64, description="IANA time zone of start and end.")
+    min_replicas: int = Field(ge=0, le=1000, description="Fewest replicas while the window is open.")
+    max_replicas: int | None = Field(
+        default=None, ge=1, le=1000, description="Most replicas while the window is open (default: the spec's)."
+    )
+
+    @field_validator("start", "end")
+    @classmethod
+    def _cron(cls, value: str) -> str:
+        Cron.parse(value)
+        return value
+
+    @field_validator("time_zone")
+    @classmethod
+    def _zone(cls, value: str) -> str:
+        time_zone(value)
+        return value
+
+    @model_validator(mode="after")
+    def _window_bounds(self) -> ScheduledBounds:
+        if self.max_replicas is not None and self.min_replicas > self.max_replicas:
+            raise ValueError("a schedule's minReplicas must be less than or equal to its maxReplicas")
+        return self
+
+
 class AutoscalingSpec(ApiModel):
     """Replica bounds and targets for the operator's autoscaler (mutually exclusive with spec.replicas)."""
 
@@ -33,6 +85,11 @@ class AutoscalingSpec(ApiModel):
                     "self.minReplicas <= self.maxReplicas",
                     "spec.autoscaling.minReplicas must be less than or equal to maxReplicas",
                     ".minReplicas",
+                ),
+                cel(
+                    "!has(self.schedules) || self.schedules.all(a, self.schedules.exists_one(b, b.name == a.name))",
+                    "spec.autoscaling.schedules names must be unique",
+                    ".schedules",
                 ),
             ]
         }
@@ -50,12 +107,27 @@ class AutoscalingSpec(ApiModel):
     ttft_p95_target_seconds: float | None = Field(
         default=None, gt=0, description="Scale up when the 95th percentile time to first token exceeds this."
     )
+    schedules: list[ScheduledBounds] = Field(
+        default_factory=list,
+        max_length=16,
+        description="Recurring windows with their own replica bounds; while any is open, they replace "
+        "minReplicas and maxReplicas (the largest minimum and maximum of the open ones).",
+    )
 
     @model_validator(mode="after")
     def _bounds(self) -> AutoscalingSpec:
         if self.min_replicas > self.max_replicas:
             raise ValueError("spec.autoscaling.minReplicas must be less than or equal to maxReplicas")
+        names = [s.name for s in self.schedules]
+        if len(names) != len(set(names)):
+            raise ValueError(f"spec.autoscaling.schedules names must be unique, got {names}")
         return self
+
+    def replica_range(self) -> tuple[int, int]:
+        """The fewest and most replicas any window (or none) allows: what a stale decision is clamped to."""
+        lows = [self.min_replicas, *(s.min_replicas for s in self.schedules)]
+        highs = [self.max_replicas, *(s.max_replicas or self.max_replicas for s in self.schedules)]
+        return min(lows), max(highs)
 
 
 class DialogueSpec(ApiModel):

@@ -31,6 +31,8 @@ class PolicyConfig:
 
     min_replicas: int = 1
     max_replicas: int = 10
+    # Where min/max come from, for messages: the spec, or the schedule windows open now (see `autoscale.schedule`).
+    bounds_from: str = "spec.autoscaling"
     target_in_flight_per_replica: float = 16.0
     scale_to_zero_after_s: float | None = None
     ttft_p95_target_s: float | None = None

@@ -153,7 +153,13 @@ def decide(state: PolicyState | None, obs: Observation, now_s: float, config: Po
             held = f"{obs.gateway_held} request(s) held at the gateway" if obs.gateway_held else f"load {load:g}"
             return finish(want, Reason.SCALE_FROM_ZERO, f"{held}: scaling from 0 to {want}", want, None)
         if config.min_replicas > 0:
-            return finish(config.min_replicas, Reason.AT_MIN_REPLICAS, "raising to minReplicas", None, None)
+            return finish(
+                config.min_replicas,
+                Reason.AT_MIN_REPLICAS,
+                f"raising to minReplicas {config.min_replicas} ({config.bounds_from})",
+                None,
+                None,
+            )
         return finish(0, Reason.IDLE, "no load; staying at zero", 0, None)
 
     # 1. Recommendation from concurrency (stable and panic windows). Spikes and panic are judged on the
@@ -316,7 +322,7 @@ def decide(state: PolicyState | None, obs: Observation, now_s: float, config: Po
     bounded = min(config.max_replicas, max(config.min_replicas, desired))
     if bounded != desired:
         reason = Reason.AT_MAX_REPLICAS if bounded < desired else Reason.AT_MIN_REPLICAS
-        detail = f"spec.autoscaling bounds are [{config.min_replicas}, {config.max_replicas}]"
+        detail = f"{config.bounds_from} bounds are [{config.min_replicas}, {config.max_replicas}]"
         desired = bounded
 
     verb = "scale up" if desired > current else "scale down" if desired < current else "hold"

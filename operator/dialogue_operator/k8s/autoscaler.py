@@ -31,6 +31,7 @@ from dialogue_operator.autoscale import (
 from dialogue_operator.autoscale.collector import Fetch, TtftWindow
 from dialogue_operator.autoscale.loop import autoscale_once
 from dialogue_operator.autoscale.pods import DELETION_COST_ANNOTATION, deletion_costs
+from dialogue_operator.autoscale.schedule import scheduled_bounds
 from dialogue_operator.k8s.resources import POD, Resource
 
 log = logging.getLogger(__name__)
@@ -84,8 +85,14 @@ class AutoscalerShell:
         selector = f"{contract.LABEL_COMPONENT}={contract.COMPONENT_RUNTIME},{contract.LABEL_MODEL}={name}"
         pods = (await self.api.list(POD, selector, namespace)).get("items") or []
         current = _current_replicas(previous, pods, spec)
+        bounds = scheduled_bounds(spec.min_replicas, spec.max_replicas, spec.schedules, now_s)
+        overrides: dict[str, Any] = {
+            "min_replicas": bounds.min_replicas,
+            "max_replicas": bounds.max_replicas,
+            "bounds_from": bounds.source,
+        }
         tick = await autoscale_once(
-            config=PolicyConfig.from_spec(spec, **self.policy_overrides),
+            config=PolicyConfig.from_spec(spec, **{**overrides, **self.policy_overrides}),
             previous_status=previous,
             deployment_replicas=current,
             pods=pods,
@@ -129,6 +136,7 @@ def _current_replicas(previous: dict[str, Any] | None, pods: list[dict[str, Any]
     """What the Deployments are asked for: the last decision (the reconcile applies it), else the live pods."""
     desired = (previous or {}).get(DESIRED_REPLICAS)
     if isinstance(desired, int | float) and not isinstance(desired, bool):
-        return max(spec.min_replicas, min(spec.max_replicas, int(desired)))
+        low, high = spec.replica_range()  # the policy applies the bounds in force now (schedules)
+        return max(low, min(high, int(desired)))
     live = sum(1 for p in pods if not (p.get("metadata") or {}).get("deletionTimestamp"))
     return live if live else spec.min_replicas

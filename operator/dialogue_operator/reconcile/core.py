@@ -94,7 +94,8 @@ def total_replicas(model: ModelObject) -> int:
     if spec.autoscaling_enabled and spec.autoscaling is not None:
         desired = (model.status.autoscaling or {}).get("desiredReplicas")
         wanted = int(desired) if isinstance(desired, int | float) else spec.autoscaling.min_replicas
-        return max(spec.autoscaling.min_replicas, min(spec.autoscaling.max_replicas, wanted))
+        low, high = spec.autoscaling.replica_range()  # the autoscaler applies the bounds in force now (schedules)
+        return max(low, min(high, wanted))
     return 1 if spec.replicas is None else spec.replicas
 
 

@@ -11,6 +11,7 @@ from tests.integration.operator.conftest import CHART, apply, dialogue_model
 
 pytestmark = pytest.mark.cluster
 SOURCE = {"source": "hf://HuggingFaceTB/SmolLM2-135M-Instruct@main"}
+OFFICE = {"name": "office", "start": "0 8 * * 1-5", "end": "0 19 * * 1-5", "minReplicas": 2}
 
 
 @pytest.fixture(scope="module")
@@ -35,6 +36,21 @@ def crd(cluster: LocalCluster) -> None:
         ({"model": SOURCE, "engine": {"args": ["--port=9000"]}}, "spec.engine.args", "--port"),
         ({"model": SOURCE, "rollout": {"targetVariant": "ghost"}}, "spec.rollout.targetVariant", "spec.variants"),
         ({"model": SOURCE, "variants": [{"name": "q"}]}, "spec.variants[0]", "exactly one"),
+        (
+            {"model": SOURCE, "autoscaling": {"maxReplicas": 4, "schedules": [dict(OFFICE, start="weekdays at 8")]}},
+            "spec.autoscaling.schedules[0].start",
+            "should match",
+        ),
+        (
+            {"model": SOURCE, "autoscaling": {"maxReplicas": 4, "schedules": [dict(OFFICE, maxReplicas=1)]}},
+            "spec.autoscaling.schedules[0].minReplicas",
+            "less than or equal to its maxReplicas",
+        ),
+        (
+            {"model": SOURCE, "autoscaling": {"maxReplicas": 4, "schedules": [OFFICE, OFFICE]}},
+            "spec.autoscaling.schedules",
+            "unique",
+        ),
     ],
 )
 def test_invalid_manifest_is_refused_naming_the_field(

@@ -1,0 +1,67 @@
+"""Scheduled replica bounds: recurring windows (cron start and end, a time zone) that override min/max (pure).
+
+A window is open at time t when the latest `start` occurrence at or before t is later than the latest `end`
+occurrence at or before t (KEDA's cron scaler reads start and end the same way): `0 8 * * 1-5` to `0 19 * * 1-5`
+is open on weekdays from 08:00 to 19:00; `0 22 * * *` to `0 6 * * *` from 22:00 to 06:00. While one or more
+windows are open, the bounds are the largest of their `minReplicas` and the largest of their `maxReplicas`
+(`maxReplicas` of the spec where a window sets none); otherwise the spec's own. Occurrences are looked for up to
+a year back, so yearly schedules work.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+from dialogue_operator.api.cron import Cron, time_zone
+
+
+class ScheduleLike(Protocol):
+    """The fields of one `spec.autoscaling.schedules` entry the autoscaler reads (api.ScheduledBounds has them)."""
+
+    @property
+    def name(self) -> str: ...
+    @property
+    def start(self) -> str: ...
+    @property
+    def end(self) -> str: ...
+    @property
+    def time_zone(self) -> str: ...
+    @property
+    def min_replicas(self) -> int: ...
+    @property
+    def max_replicas(self) -> int | None: ...
+
+
+def window_open(schedule: ScheduleLike, now_s: float) -> bool:
+    """Whether `schedule`'s window is open at epoch second `now_s`."""
+    now = dt.datetime.fromtimestamp(now_s, time_zone(schedule.time_zone))
+    start = Cron.parse(schedule.start).latest_at_or_before(now)
+    end = Cron.parse(schedule.end).latest_at_or_before(now)
+    return start is not None and (end is None or start.timestamp() > end.timestamp())
+
+
+@dataclass(frozen=True)
+class Bounds:
+    """The replica bounds in force now and the names of the open windows that set them (empty: the spec's)."""
+
+    min_replicas: int
+    max_replicas: int
+    open_windows: tuple[str, ...] = ()
+
+    @property
+    def source(self) -> str:
+        """How status messages name where the bounds come from."""
+        return f"schedule {', '.join(self.open_windows)}" if self.open_windows else "spec.autoscaling"
+
+
+def scheduled_bounds(min_replicas: int, max_replicas: int, schedules: Sequence[ScheduleLike], now_s: float) -> Bounds:
+    """The bounds at `now_s`: the spec's, or those of the windows open now (see the module's docstring)."""
+    open_now = [s for s in schedules if window_open(s, now_s)]
+    if not open_now:
+        return Bounds(min_replicas, max_replicas)
+    low = max(s.min_replicas for s in open_now)
+    high = max(s.max_replicas if s.max_replicas is not None else max_replicas for s in open_now)
+    return Bounds(low, max(low, high), tuple(s.name for s in open_now))
