@@ -92,23 +92,29 @@ class Watcher:
         self._thread = threading.Thread(target=self._run, daemon=True)
         self._thread.start()
 
+    def _poll(self) -> None:
+        status = model(*self._args).get("status") or {}
+        rollout = status.get("rollout") or {}
+        sample = (
+            str(rollout.get("phase", "")),
+            dict(rollout.get("weights") or {}),
+            {v["name"]: v.get("weight", 0) for v in status.get("variants") or []},
+        )
+        if not self.seen or self.seen[-1] != sample:
+            self.seen.append(sample)
+            step(f"phase {sample[0] or '-'}, rollout weights {sample[1]}, status.variants weights {sample[2]}")
+
     def _run(self) -> None:
         while not self._stop.is_set():
-            status = model(*self._args).get("status") or {}
-            rollout = status.get("rollout") or {}
-            sample = (
-                str(rollout.get("phase", "")),
-                dict(rollout.get("weights") or {}),
-                {v["name"]: v.get("weight", 0) for v in status.get("variants") or []},
-            )
-            if not self.seen or self.seen[-1] != sample:
-                self.seen.append(sample)
-                step(f"phase {sample[0] or '-'}, rollout weights {sample[1]}, status.variants weights {sample[2]}")
+            self._poll()
             time.sleep(0.3)
 
     def stop(self) -> list[tuple[str, dict[str, int], dict[str, int]]]:
+        """Everything seen, ending with the state now: the thread's last poll may have started (on a busy machine,
+        seconds) before the last change the caller already saw, so one more poll follows the thread's end."""
         self._stop.set()
-        self._thread.join(10)
+        self._thread.join(60)
+        self._poll()
         return self.seen
 
 

@@ -121,22 +121,23 @@ class PhaseWatcher:
         self._thread = threading.Thread(target=self._run, daemon=True)
         self._thread.start()
 
+    def _poll(self) -> None:
+        rollout = (model(*self._args).get("status") or {}).get("rollout") or {}
+        sample = (str(rollout.get("targetVariant", "")), str(rollout.get("phase", "")), rollout.get("weights") or {})
+        if not self.seen or self.seen[-1] != sample:
+            self.seen.append(sample)
+            step(f"target {sample[0] or '-'}: phase {sample[1] or '-'}, weights {sample[2]}")
+
     def _run(self) -> None:
         while not self._stop.is_set():
-            rollout = (model(*self._args).get("status") or {}).get("rollout") or {}
-            sample = (
-                str(rollout.get("targetVariant", "")),
-                str(rollout.get("phase", "")),
-                rollout.get("weights") or {},
-            )
-            if not self.seen or self.seen[-1] != sample:
-                self.seen.append(sample)
-                step(f"target {sample[0] or '-'}: phase {sample[1] or '-'}, weights {sample[2]}")
+            self._poll()
             self._stop.wait(POLL_S)
 
     def stop(self) -> list[tuple[str, str, dict[str, int]]]:
+        """Everything seen, ending with the state now (the thread's last poll may predate the caller's last look)."""
         self._stop.set()
-        self._thread.join(10)
+        self._thread.join(60)
+        self._poll()
         return self.seen
 
 
