@@ -102,6 +102,22 @@ class Cron:
                     return dt.datetime(day.year, day.month, day.day, hour, minute, tzinfo=when.tzinfo)
         return None
 
+    def earliest_after(self, when: dt.datetime) -> dt.datetime | None:
+        """The earliest minute matching this expression strictly after `when`'s minute (its time zone), within a
+        year."""
+        for ahead in range(_LOOKBACK_DAYS + 1):
+            day = when.date() + dt.timedelta(days=ahead)
+            if not self.day_matches(day):
+                continue
+            for hour in sorted(self.hours):
+                if ahead == 0 and hour < when.hour:
+                    continue
+                for minute in sorted(self.minutes):
+                    if ahead == 0 and hour == when.hour and minute <= when.minute:
+                        continue
+                    return dt.datetime(day.year, day.month, day.day, hour, minute, tzinfo=when.tzinfo)
+        return None
+
 
 def time_zone(name: str) -> ZoneInfo:
     """The IANA time zone `name`; ValueError when there is none by that name."""

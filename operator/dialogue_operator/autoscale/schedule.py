@@ -44,12 +44,38 @@ def window_open(schedule: ScheduleLike, now_s: float) -> bool:
 
 
 @dataclass(frozen=True)
+class WindowState:
+    """One window at a moment: open or not, and when that next changes (epoch seconds; None: not within a year)."""
+
+    name: str
+    open: bool
+    next_change_s: float | None
+
+    def to_status(self) -> dict[str, object]:
+        """`status.autoscaling.schedules[]`: name, open, and `closesAt` or `opensAt` (RFC 3339, UTC)."""
+        out: dict[str, object] = {"name": self.name, "open": self.open}
+        if self.next_change_s is not None:
+            at = dt.datetime.fromtimestamp(self.next_change_s, dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+            out["closesAt" if self.open else "opensAt"] = at
+        return out
+
+
+def window_state(schedule: ScheduleLike, now_s: float) -> WindowState:
+    """`schedule` at `now_s`: an open window closes at its next `end`, a closed one opens at its next `start`."""
+    is_open = window_open(schedule, now_s)
+    now = dt.datetime.fromtimestamp(now_s, time_zone(schedule.time_zone))
+    nxt = Cron.parse(schedule.end if is_open else schedule.start).earliest_after(now)
+    return WindowState(schedule.name, is_open, nxt.timestamp() if nxt is not None else None)
+
+
+@dataclass(frozen=True)
 class Bounds:
     """The replica bounds in force now and the names of the open windows that set them (empty: the spec's)."""
 
     min_replicas: int
     max_replicas: int
     open_windows: tuple[str, ...] = ()
+    windows: tuple[WindowState, ...] = ()  # every schedule, open or not
 
     @property
     def source(self) -> str:
@@ -59,9 +85,10 @@ class Bounds:
 
 def scheduled_bounds(min_replicas: int, max_replicas: int, schedules: Sequence[ScheduleLike], now_s: float) -> Bounds:
     """The bounds at `now_s`: the spec's, or those of the windows open now (see the module's docstring)."""
-    open_now = [s for s in schedules if window_open(s, now_s)]
+    states = tuple(window_state(s, now_s) for s in schedules)
+    open_now = [s for s, state in zip(schedules, states, strict=True) if state.open]
     if not open_now:
-        return Bounds(min_replicas, max_replicas)
+        return Bounds(min_replicas, max_replicas, (), states)
     low = max(s.min_replicas for s in open_now)
     high = max(s.max_replicas if s.max_replicas is not None else max_replicas for s in open_now)
-    return Bounds(low, max(low, high), tuple(s.name for s in open_now))
+    return Bounds(low, max(low, high), tuple(s.name for s in open_now), states)

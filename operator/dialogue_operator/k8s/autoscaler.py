@@ -110,9 +110,15 @@ class AutoscalerShell:
         if decision.desired_replicas < current:
             await self._mark_idlest_for_deletion(namespace, pods, tick.observation.replicas)
         prev = previous or {}
+        status: dict[str, Any] = dict(tick.status)
+        if spec.schedules:  # each window: open or not, and when that changes
+            status["schedules"] = [w.to_status() for w in bounds.windows]
+        elif "schedules" in prev:
+            status["schedules"] = None  # merge patch: drop the list of windows no longer in the spec
         due = now_s - self._written_s.get((namespace, name), float("-inf")) >= STATUS_REFRESH_S
-        if changed or due or prev.get("reason") != decision.reason or DESIRED_REPLICAS not in prev:
-            await self.api.patch_status(namespace, name, {"autoscaling": tick.status})
+        fresh = prev.get("reason") != decision.reason or prev.get("schedules") != status.get("schedules")
+        if changed or due or fresh or DESIRED_REPLICAS not in prev:
+            await self.api.patch_status(namespace, name, {"autoscaling": status})
             self._written_s[(namespace, name)] = now_s
         if changed:
             log.info("autoscaler: %s/%s %s: %s", namespace, name, decision.reason, decision.message)

@@ -62,6 +62,7 @@ def test_an_open_window_warms_replicas_without_traffic_and_its_removal_lets_the_
     status = autoscaling(MODEL, cluster, namespace)
     step(f"warm without traffic: {sorted(pods)}; status: {status.get('reason')}: {status.get('message')}")
     assert status["desiredReplicas"] == 2
+    assert status["schedules"] == [{"name": "launch-day", "open": True}]  # no closesAt: it never closes
     assert any(
         e["reason"] == Reason.AT_MIN_REPLICAS and "schedule launch-day" in e["message"]
         for e in model_events(cluster, namespace, MODEL)
@@ -79,3 +80,4 @@ def test_an_open_window_warms_replicas_without_traffic_and_its_removal_lets_the_
     reasons = [e["reason"] for e in model_events(cluster, namespace, MODEL)]
     step(f"events: {reasons}")
     assert Reason.SCALE_TO_ZERO in reasons
+    assert "schedules" not in autoscaling(MODEL, cluster, namespace)

@@ -167,3 +167,36 @@ def test_a_window_the_api_server_lets_through_but_cron_cannot_read_is_an_invalid
         ModelObject.from_body(body)
     assert "spec.autoscaling.schedules.0.start" in str(info.value)
     assert "hour field: '25' is outside 0-23" in str(info.value)
+
+
+def test_next_occurrence_is_strictly_later_and_crosses_weekends():
+    weekday_8 = Cron.parse("0 8 * * 1-5")
+    assert weekday_8.earliest_after(at(2026, 11, 27, 9, 0)) == at(2026, 11, 30, 8, 0)  # Friday -> Monday
+    assert weekday_8.earliest_after(at(2026, 11, 30, 7, 59)) == at(2026, 11, 30, 8, 0)
+    assert weekday_8.earliest_after(at(2026, 11, 30, 8, 0)) == at(2026, 12, 1, 8, 0)  # not the minute itself
+    assert Cron.parse("0 0 31 2 *").earliest_after(at(2026, 11, 30)) is None
+
+
+def test_each_window_says_whether_it_is_open_and_when_that_changes():
+    office = Window("office", "0 8 * * 1-5", "0 19 * * 1-5", time_zone="Europe/Berlin")
+    monday_9 = scheduled_bounds(0, 8, [office], at(2026, 11, 30, 9, 0, tz=BERLIN).timestamp())
+    assert [w.to_status() for w in monday_9.windows] == [
+        {"name": "office", "open": True, "closesAt": "2026-11-30T18:00:00Z"}  # 19:00 in Berlin
+    ]
+    sunday = scheduled_bounds(0, 8, [office], at(2026, 11, 29, 12, 0, tz=BERLIN).timestamp())
+    assert [w.to_status() for w in sunday.windows] == [
+        {"name": "office", "open": False, "opensAt": "2026-11-30T07:00:00Z"}
+    ]
+    never_closes = Window("launch", "* * * * *", "0 0 31 2 *")
+    assert scheduled_bounds(0, 8, [never_closes], 0.0).windows[0].to_status() == {"name": "launch", "open": True}
+
+
+async def test_status_lists_the_windows_and_drops_them_with_the_spec():
+    api = RecordingApi([])
+    shell = AutoscalerShell(api=api, fetch=fetch_with(0.0))
+    status = {"autoscaling": {"desiredReplicas": 0, "lastScaleTime": "2026-01-01T00:00:00Z"}}
+    await shell.tick(model(schedules_spec(OFFICE), status), now_s=at(2026, 11, 29, 12, 0).timestamp())
+    written = api.status_writes[-1]
+    assert written["schedules"] == [{"name": "office", "open": False, "opensAt": "2026-11-30T08:00:00Z"}]
+    await shell.tick(model(schedules_spec(), {"autoscaling": written}), now_s=at(2026, 11, 29, 12, 0, 10).timestamp())
+    assert api.status_writes[-1]["schedules"] is None  # merge patch: the list goes away
