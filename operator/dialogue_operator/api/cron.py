@@ -89,31 +89,23 @@ class Cron:
 
     def latest_at_or_before(self, when: dt.datetime) -> dt.datetime | None:
         """The latest minute matching this expression at or before `when` (its time zone), within a year."""
-        for back in range(_LOOKBACK_DAYS + 1):
-            day = when.date() - dt.timedelta(days=back)
-            if not self.day_matches(day):
-                continue
-            for hour in sorted(self.hours, reverse=True):
-                if back == 0 and hour > when.hour:
-                    continue
-                for minute in sorted(self.minutes, reverse=True):
-                    if back == 0 and hour == when.hour and minute > when.minute:
-                        continue
-                    return dt.datetime(day.year, day.month, day.day, hour, minute, tzinfo=when.tzinfo)
-        return None
+        return self._nearest(when, backwards=True)
 
     def earliest_after(self, when: dt.datetime) -> dt.datetime | None:
         """The earliest minute matching this expression strictly after `when`'s minute (its time zone), within a
         year."""
-        for ahead in range(_LOOKBACK_DAYS + 1):
-            day = when.date() + dt.timedelta(days=ahead)
+        return self._nearest(when, backwards=False)
+
+    def _nearest(self, when: dt.datetime, *, backwards: bool) -> dt.datetime | None:
+        step = -1 if backwards else 1
+        now = (when.hour, when.minute)
+        for offset in range(_LOOKBACK_DAYS + 1):
+            day = when.date() + dt.timedelta(days=step * offset)
             if not self.day_matches(day):
                 continue
-            for hour in sorted(self.hours):
-                if ahead == 0 and hour < when.hour:
-                    continue
-                for minute in sorted(self.minutes):
-                    if ahead == 0 and hour == when.hour and minute <= when.minute:
+            for hour in sorted(self.hours, reverse=backwards):
+                for minute in sorted(self.minutes, reverse=backwards):
+                    if offset == 0 and ((hour, minute) > now if backwards else (hour, minute) <= now):
                         continue
                     return dt.datetime(day.year, day.month, day.day, hour, minute, tzinfo=when.tzinfo)
         return None

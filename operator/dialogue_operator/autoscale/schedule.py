@@ -35,14 +35,6 @@ class ScheduleLike(Protocol):
     def max_replicas(self) -> int | None: ...
 
 
-def window_open(schedule: ScheduleLike, now_s: float) -> bool:
-    """Whether `schedule`'s window is open at epoch second `now_s`."""
-    now = dt.datetime.fromtimestamp(now_s, time_zone(schedule.time_zone))
-    start = Cron.parse(schedule.start).latest_at_or_before(now)
-    end = Cron.parse(schedule.end).latest_at_or_before(now)
-    return start is not None and (end is None or start.timestamp() > end.timestamp())
-
-
 @dataclass(frozen=True)
 class WindowState:
     """One window at a moment: open or not, and when that next changes (epoch seconds; None: not within a year)."""
@@ -61,21 +53,32 @@ class WindowState:
 
 
 def window_state(schedule: ScheduleLike, now_s: float) -> WindowState:
-    """`schedule` at `now_s`: an open window closes at its next `end`, a closed one opens at its next `start`."""
-    is_open = window_open(schedule, now_s)
+    """`schedule` at epoch second `now_s`: open when its latest start is later than its latest end; an open window
+    closes at its next `end`, a closed one opens at its next `start`."""
     now = dt.datetime.fromtimestamp(now_s, time_zone(schedule.time_zone))
-    nxt = Cron.parse(schedule.end if is_open else schedule.start).earliest_after(now)
+    start, end = Cron.parse(schedule.start), Cron.parse(schedule.end)
+    started, ended = start.latest_at_or_before(now), end.latest_at_or_before(now)
+    is_open = started is not None and (ended is None or started.timestamp() > ended.timestamp())
+    nxt = (end if is_open else start).earliest_after(now)
     return WindowState(schedule.name, is_open, nxt.timestamp() if nxt is not None else None)
+
+
+def window_open(schedule: ScheduleLike, now_s: float) -> bool:
+    """Whether `schedule`'s window is open at epoch second `now_s`."""
+    return window_state(schedule, now_s).open
 
 
 @dataclass(frozen=True)
 class Bounds:
-    """The replica bounds in force now and the names of the open windows that set them (empty: the spec's)."""
+    """The replica bounds in force now and every window's state (those open set the bounds; none: the spec's)."""
 
     min_replicas: int
     max_replicas: int
-    open_windows: tuple[str, ...] = ()
-    windows: tuple[WindowState, ...] = ()  # every schedule, open or not
+    windows: tuple[WindowState, ...] = ()
+
+    @property
+    def open_windows(self) -> tuple[str, ...]:
+        return tuple(w.name for w in self.windows if w.open)
 
     @property
     def source(self) -> str:
@@ -88,7 +91,7 @@ def scheduled_bounds(min_replicas: int, max_replicas: int, schedules: Sequence[S
     states = tuple(window_state(s, now_s) for s in schedules)
     open_now = [s for s, state in zip(schedules, states, strict=True) if state.open]
     if not open_now:
-        return Bounds(min_replicas, max_replicas, (), states)
+        return Bounds(min_replicas, max_replicas, states)
     low = max(s.min_replicas for s in open_now)
     high = max(s.max_replicas if s.max_replicas is not None else max_replicas for s in open_now)
-    return Bounds(low, max(low, high), tuple(s.name for s in open_now), states)
+    return Bounds(low, max(low, high), states)

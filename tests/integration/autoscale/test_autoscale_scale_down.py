@@ -55,6 +55,15 @@ def ready_pods(cluster: LocalCluster, namespace: str) -> dict[str, dict[str, Any
     return out
 
 
+def wait_for_ready_pods(cluster: LocalCluster, namespace: str, count: int, why: str) -> dict[str, dict[str, Any]]:
+    """The model's Ready pods once there are `count` of them (within two minutes)."""
+    deadline = time.monotonic() + 120
+    while len(pods := ready_pods(cluster, namespace)) < count:
+        assert time.monotonic() < deadline, f"{count} Ready replicas expected{why}, have {sorted(pods)}"
+        time.sleep(1)
+    return pods
+
+
 class Stream(threading.Thread):
     """One streamed chat sent straight to a runtime pod; records its HTTP status and whether it ended with [DONE]."""
 
@@ -91,10 +100,7 @@ def test_scale_down_removes_the_replicas_serving_the_fewest_streams(
     cluster.kubectl("apply", "-n", namespace, "-f", "-", input=yaml.safe_dump(dialogue_model(min_replicas=4)))
     monkeypatch.setenv("DIALOGUE_OPERATOR_AUTOSCALE_POLICY", POLICY)
     start_operator([namespace])
-    deadline = time.monotonic() + 120
-    while len(pods := ready_pods(cluster, namespace)) < 4:
-        assert time.monotonic() < deadline, f"4 Ready replicas expected, have {sorted(pods)}"
-        time.sleep(1)
+    pods = wait_for_ready_pods(cluster, namespace, 4, "")
     names = sorted(pods)
     streams: dict[str, list[Stream]] = {}
     for load, name in enumerate(names):  # 0, 1, 2 and 3 streams

@@ -18,7 +18,7 @@ from dialogue_operator.autoscale.policy import Reason
 from e2e.autoscale_e2e import MODEL, POLICY, get_json, model_events, step
 from e2e.autoscale_e2e import dialogue_model as scenario_model
 from e2e.cluster.harness import LocalCluster
-from tests.integration.autoscale.test_autoscale_scale_down import ready_pods
+from tests.integration.autoscale.test_autoscale_scale_down import ready_pods, wait_for_ready_pods
 from tests.integration.operator.conftest import (  # noqa: F401  (fixtures used by this module)
     OperatorProcess,
     chart_release,
@@ -55,10 +55,7 @@ def test_an_open_window_warms_replicas_without_traffic_and_its_removal_lets_the_
     monkeypatch.setenv("DIALOGUE_OPERATOR_AUTOSCALE_POLICY", POLICY)
     start_operator([namespace])
 
-    deadline = time.monotonic() + 120
-    while len(pods := ready_pods(cluster, namespace)) < 2:
-        assert time.monotonic() < deadline, f"2 Ready replicas expected from the open window, have {sorted(pods)}"
-        time.sleep(1)
+    pods = wait_for_ready_pods(cluster, namespace, 2, " from the open window")
     status = autoscaling(MODEL, cluster, namespace)
     step(f"warm without traffic: {sorted(pods)}; status: {status.get('reason')}: {status.get('message')}")
     assert status["desiredReplicas"] == 2
