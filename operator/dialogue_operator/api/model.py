@@ -8,10 +8,14 @@ from pydantic import ConfigDict, Field, model_validator
 
 from dialogue_operator.api.common import ApiModel, Quantity, cel, kube_object
 
+# One path segment of a pvc:// or s3:// URI: never empty, never `.` or `..` (a `pvc://claim/../../etc` would leave
+# the claim's mount). Written without look-ahead: the API server's patterns are RE2 and pydantic's are Rust regex.
+PATH_SEGMENT = r"([A-Za-z0-9_-][A-Za-z0-9._-]*|\.[A-Za-z0-9_-][A-Za-z0-9._-]*|\.\.[A-Za-z0-9._-]+)"
+PVC_PATH = rf"pvc://[a-z0-9]([-a-z0-9]*[a-z0-9])?(/{PATH_SEGMENT})*"
 SOURCE_PATTERN = (
     r"^(hf://[A-Za-z0-9][A-Za-z0-9._-]*/[A-Za-z0-9][A-Za-z0-9._-]*(@[A-Za-z0-9][A-Za-z0-9._/-]*)?"
-    r"|pvc://[a-z0-9]([-a-z0-9]*[a-z0-9])?(/[A-Za-z0-9._/-]*)?"
-    r"|s3://[a-z0-9][a-z0-9.-]{1,61}[a-z0-9](/[A-Za-z0-9._/-]*)?)$"
+    rf"|{PVC_PATH}"
+    rf"|s3://[a-z0-9][a-z0-9.-]{{1,61}}[a-z0-9](/{PATH_SEGMENT})*)$"
 )
 SERVED_NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._/:-]*$"
 

@@ -11,6 +11,7 @@ from dialogue_operator.api.cron import Cron, time_zone
 from dialogue_operator.api.model import (
     OPERATOR_OWNED_FLAGS,
     OWNED_FLAGS_RE,
+    PATH_SEGMENT,
     SOURCE_PATTERN,
     EnvVar,
     SimProfileSpec,
@@ -21,7 +22,8 @@ BASE_VARIANT = "base"
 ONLINE_QUANTIZATIONS = ("fp8_per_tensor", "fp8", "bitsandbytes")
 COMPRESSION_SCHEMES = ("FP8_DYNAMIC", "W8A8", "W4A16", "W4A16_ASYM")
 BUILTIN_GOLDEN_SET = "builtin:default"
-GOLDEN_SET_PATTERN = r"^(builtin:default|pvc://[a-z0-9]([-a-z0-9]*[a-z0-9])?/[A-Za-z0-9._/-]*[A-Za-z0-9._-])$"
+GOLDEN_SET_PATTERN = rf"^(builtin:default|pvc://[a-z0-9]([-a-z0-9]*[a-z0-9])?(/{PATH_SEGMENT})+)$"
+CALIBRATION_PATTERN = rf"^(builtin:[A-Za-z0-9][A-Za-z0-9._-]*|pvc://[a-z0-9]([-a-z0-9]*[a-z0-9])?(/{PATH_SEGMENT})+)$"
 
 
 # Five space-separated cron fields of the characters cron uses (the operator checks ranges and names too).
@@ -150,6 +152,7 @@ class CalibrationSpec(ApiModel):
     dataset: str = Field(
         default="builtin:chat",
         max_length=512,
+        pattern=CALIBRATION_PATTERN,
         description="Calibration dataset: builtin:<name> or pvc://claim/path to a JSONL file of chat samples.",
     )
     num_samples: int = Field(default=256, ge=1, le=100_000, description="Calibration samples used.")

@@ -51,6 +51,38 @@ def crd(cluster: LocalCluster) -> None:
             "spec.autoscaling.schedules",
             "unique",
         ),
+        ({"model": {"source": "pvc://claim/../../etc"}}, "spec.model.source", "should match"),
+        ({"model": SOURCE, "variants": [{"name": "q", "source": "s3://bucket/a//b"}]}, "spec.variants[0].source", ""),
+        (
+            {
+                "model": SOURCE,
+                "variants": [
+                    {
+                        "name": "q",
+                        "compression": {
+                            "scheme": "W8A8",
+                            "calibration": {"dataset": "pvc://models/calib/../../x.jsonl"},
+                        },
+                    }
+                ],
+            },
+            "spec.variants[0].compression.calibration.dataset",
+            "should match",
+        ),
+        (
+            {
+                "model": SOURCE,
+                "variants": [
+                    {
+                        "name": "q",
+                        "compression": {"scheme": "W8A8"},
+                        "qualityGate": {"goldenSet": "pvc://gold/../g.jsonl"},
+                    }
+                ],
+            },
+            "spec.variants[0].qualityGate.goldenSet",
+            "should match",
+        ),
     ],
 )
 def test_invalid_manifest_is_refused_naming_the_field(

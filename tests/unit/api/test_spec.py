@@ -112,8 +112,39 @@ def test_sim_engine_may_run_without_gpus() -> None:
 
 
 def test_model_source_forms() -> None:
-    for source in ("hf://org/name", "hf://org/name@v1.0", "pvc://cache/models/llama", "s3://bucket-1/llama/8b"):
+    for source in (
+        "hf://org/name",
+        "hf://org/name@v1.0",
+        "pvc://cache/models/llama",
+        "pvc://cache",
+        "pvc://cache/.hidden/m..v2",
+        "s3://bucket-1/llama/8b",
+    ):
         DialogueModelSpec.model_validate(_spec(model={"source": source}))
+
+
+TRAVERSALS = ("pvc://claim/../../etc", "pvc://claim/a//b", "pvc://claim/", "pvc://claim/./m", "s3://bucket/a/../b")
+
+
+@pytest.mark.parametrize("path", TRAVERSALS)
+def test_paths_with_dot_dot_or_empty_segments_are_refused(path: str) -> None:
+    """A `..`, `.` or empty segment would name a file outside the claim, or an ambiguous one, wherever it appears."""
+    file = path.replace("s3://bucket", "pvc://files")  # calibration and golden sets live on claims only
+    calib = {"dataset": file}
+    gold = file
+    cases = (
+        ({"model": {"source": path}}, "model.source"),
+        ({"variants": [{"name": "q", "source": path}]}, "variants.0.source"),
+        ({"variants": [{"name": "q", "compression": {"scheme": "W8A8", "calibration": calib}}]}, "calibration.dataset"),
+        (
+            {"variants": [{"name": "q", "compression": {"scheme": "W8A8"}, "qualityGate": {"goldenSet": gold}}]},
+            "goldenSet",
+        ),
+    )
+    for overrides, field in cases:
+        with pytest.raises(ValidationError) as exc:
+            DialogueModelSpec.model_validate(_spec(**overrides))
+        assert field in str(exc.value), (overrides, str(exc.value))
 
 
 def test_sim_profile_mirrors_the_runtime_contract() -> None:
