@@ -24,6 +24,7 @@ REASON_ENGINE_FAILED = "EngineFailed"
 REASON_MODEL_LOADING = "ModelLoading"
 REASON_PENDING = "Pending"
 REASON_SCALED_TO_ZERO = "ScaledToZero"
+REASON_SERVED_NAME_CONFLICT = "ServedNameConflict"
 REASON_RECONCILED = "Reconciled"
 REASON_AS_EXPECTED = "AsExpected"
 

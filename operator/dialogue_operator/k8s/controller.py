@@ -19,6 +19,7 @@ from dialogue_operator.k8s.rollout import RolloutShell
 from dialogue_operator.metrics import OperatorMetrics
 from dialogue_operator.reconcile import InvalidSpec, ModelObject, Observed, reconcile
 from dialogue_operator.reconcile.core import invalid_status, status_dict
+from dialogue_operator.reconcile.served_name import ServedNameClaim, conflict_message, served_name_holder
 from dialogue_operator.settings import Settings
 from dialogue_operator.workqueue import WorkQueue
 
@@ -76,6 +77,10 @@ class Controller:
         """Record a DialogueModel watch event and queue its reconcile."""
         meta = body.get("metadata") or {}
         key = (str(meta.get("namespace")), str(meta.get("name")))
+        # Models sharing its served name (before or after this event) may win or lose the name now.
+        served = {ServedNameClaim.from_body(b).served_name for b in (body, self.models.get(key)) if b is not None}
+        for peer in self._served_name_peers(key, served):
+            self.queue.add(peer)
         if event_type == "DELETED":
             self.models.pop(key, None)
             if self._autoscaler is not None:
@@ -86,6 +91,21 @@ class Controller:
         if _newer(body, self.models.get(key)):
             self.models[key] = body
         self.queue.add(key)
+
+    def _served_name_peers(self, key: ModelKey, served: set[str]) -> list[ModelKey]:
+        """The other models of `key`'s namespace that claim one of these served names."""
+        return sorted(
+            other
+            for other, body in self.models.items()
+            if other[0] == key[0] and other != key and ServedNameClaim.from_body(body).served_name in served
+        )
+
+    def served_name_conflict(self, key: ModelKey, body: dict[str, Any]) -> str | None:
+        """Why an older model of the namespace holds this model's served name, or None when it holds it."""
+        claim = ServedNameClaim.from_body(body)
+        peers = [ServedNameClaim.from_body(self.models[k]) for k in self._served_name_peers(key, {claim.served_name})]
+        holder = served_name_holder(claim, peers)
+        return None if holder is None else conflict_message(claim, holder)
 
     def condition_counts(self) -> dict[tuple[str, str, str], int]:
         """Models by (condition, status, reason), for the models gauge."""
@@ -210,7 +230,14 @@ class Controller:
                 await self.api.post_event(body, "Warning", "InvalidSpec", str(exc))
             self.metrics.reconcile_errors.labels("InvalidSpec").inc()
             return
-        plan = reconcile(model, self.observe(key), self.settings, now, self._weights(model) if self._weights else None)
+        plan = reconcile(
+            model,
+            self.observe(key),
+            self.settings,
+            now,
+            self._weights(model) if self._weights else None,
+            served_name_conflict=self.served_name_conflict(key, body),
+        )
         # Children are independent of each other except that pods read their ConfigMap: Deployments go last.
         deployments = [o for o in plan.apply if o["kind"] == "Deployment"]
         others = [o for o in plan.apply if o["kind"] != "Deployment"]

@@ -254,6 +254,24 @@ def transition_events(before: DialogueModelStatus, after: DialogueModelStatus) -
     return [EventNote(kind, new.reason, new.message or new.reason)]
 
 
+def with_served_name_conflict(
+    status: DialogueModelStatus, model: ModelObject, message: str, now: datetime
+) -> DialogueModelStatus:
+    """Ready=False, reason ServedNameConflict: an older model of the namespace holds the served name."""
+    stamp = now.strftime("%Y-%m-%dT%H:%M:%SZ")
+    ready = _condition(
+        model.status,
+        st.CONDITION_READY,
+        "False",
+        st.REASON_SERVED_NAME_CONFLICT,
+        message,
+        generation=model.generation,
+        now=stamp,
+    )
+    conditions = [ready if c.type == st.CONDITION_READY else c for c in status.conditions]
+    return status.model_copy(update={"conditions": conditions})
+
+
 def status_dict(status: DialogueModelStatus) -> dict[str, Any]:
     """The status as written to the API (camelCase, no nulls)."""
     return status.model_dump(mode="json", by_alias=True, exclude_none=True)
@@ -265,8 +283,11 @@ def reconcile(
     settings: Settings,
     now: datetime,
     weights: Mapping[str, int] | None = None,
+    *,
+    served_name_conflict: str | None = None,
 ) -> Plan:
-    """Plan the children and the status of `model` (weights: the rollout controller's split, if any)."""
+    """Plan the children and the status of `model` (weights: the rollout controller's split, if any;
+    served_name_conflict: why an older model of the namespace holds the served name, which makes Ready False)."""
     weights = dict(sorted((weights or variant_weights(model)).items()))
     replicas = split_replicas(total_replicas(model), weights)
     desired = desired_children(model, settings, weights, replicas)
@@ -276,6 +297,8 @@ def reconcile(
     ]
     to_delete = sorted(key for key in observed.children if key not in wanted_keys and key[0] in MANAGED_KINDS)
     status = build_status(model, observed, settings=settings, weights=weights, replicas=replicas, now=now)
+    if served_name_conflict is not None:
+        status = with_served_name_conflict(status, model, served_name_conflict, now)
     new_status = status_dict(status)
     changed = new_status != status_dict(model.status)
     return Plan(

@@ -14,6 +14,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Literal
 
+from dialogue_runtime import served_name
 from dialogue_runtime.gateway.balancer import (
     DEFAULT_EPSILON,
     Choice,
@@ -35,6 +36,11 @@ class Route:
     endpoint: Endpoint
     variant: str
     decision: Decision
+
+
+def _claim_order(model: ModelInfo) -> tuple[str, tuple[bool, str, str]]:
+    """Namespace, then the shared served-name rule (older first, then name)."""
+    return model.namespace, served_name.precedence(served_name.Claim(model.name, model.created))
 
 
 class Registry:
@@ -87,10 +93,11 @@ class Registry:
         """The model a request's `model` field names and the LoRA adapter it asks for, or None.
 
         Accepted: the served name, the DialogueModel name, `namespace/name`, or an adapter name of a model.
-        When names collide across namespaces the first `namespace/name` in sorted order wins.
+        When names collide across namespaces the first namespace in sorted order wins; within one namespace
+        the model that holds the name by `dialogue_runtime.served_name` (the older) wins, as the operator
+        marks the newer `ServedNameConflict`.
         """
-        for ref in sorted(self.models):
-            model = self.models[ref]
+        for model in sorted(self.models.values(), key=_claim_order):
             if requested in (model.served_name, model.name, model.ref):
                 return model, None
         for ref in sorted(self.models):
@@ -98,6 +105,13 @@ class Registry:
             if requested in model.adapters:
                 return model, requested
         return None
+
+    def holds_served_name(self, model: ModelInfo) -> bool:
+        """Whether `model` holds its served name in its namespace (no older model claims it)."""
+        rivals = [
+            m for m in self.models.values() if m.namespace == model.namespace and m.served_name == model.served_name
+        ]
+        return min([model, *rivals], key=_claim_order).ref == model.ref
 
     def _ring(self, model_ref: str, variant: str, urls: list[str]) -> HashRing:
         ring = self._rings.get((model_ref, variant))

@@ -3,8 +3,9 @@
 The runtime never imports the operator, so the fields are read here from the API objects as the API server
 returns them (camelCase): `spec.model.servedName`, `spec.dialogue.{systemPrompt,historyTokenBudget}`,
 `spec.security.apiKeySecretRef.{name,key}`, `spec.engine.args` (`--lora-modules name=path ...`), the
-`Ready` condition and `status.variants[].{name,weight}`; on Pods the labels of `contract.py`, `status.podIP`,
-the `Ready` condition, `metadata.deletionTimestamp` and the container port named `http`.
+`Ready` condition, `status.variants[].{name,weight}` and `metadata.creationTimestamp`; on Pods the labels of
+`contract.py`, `status.podIP`, the `Ready` condition, `metadata.deletionTimestamp` and the container port
+named `http`.
 """
 
 from __future__ import annotations
@@ -41,6 +42,7 @@ class ModelInfo:
     history_token_budget: int | None = None
     adapters: frozenset[str] = frozenset()
     limits: Limits = field(default_factory=Limits)
+    created: str = ""  # metadata.creationTimestamp: the older of two models claiming one served name holds it
 
     @property
     def ref(self) -> str:
@@ -119,6 +121,7 @@ def parse_dialogue_model(obj: Mapping[str, Any], api_keys: frozenset[str] = froz
         system_prompt=prompt if isinstance(prompt, str) and prompt else None,
         history_token_budget=budget if isinstance(budget, int) and not isinstance(budget, bool) else None,
         adapters=lora_adapters(_get(obj, "spec", "engine", "args")),
+        created=str(_get(obj, "metadata", "creationTimestamp") or ""),
     )
 
 

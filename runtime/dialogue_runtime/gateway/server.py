@@ -176,7 +176,10 @@ class Gateway:
                     authorize(presented, model.api_keys)
                 except GatewayError:
                     continue
-            for name in [model.served_name, *sorted(model.adapters)]:
+            # A model whose served name an older one holds is listed by its adapters only (it still answers to
+            # its DialogueModel name and namespace/name).
+            served = [model.served_name] if self.registry.holds_served_name(model) else []
+            for name in [*served, *sorted(model.adapters)]:
                 data.append(
                     {
                         "id": name,
