@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import socket
 from collections import Counter
 from collections.abc import AsyncIterator
@@ -16,6 +17,7 @@ from kubernetes_asyncio.client.exceptions import ApiException
 
 from dialogue_operator.k8s.resources import CHILD_RESOURCES, DIALOGUE_MODEL, EVENT, POD, Resource
 
+logger = logging.getLogger(__name__)
 MUTATING_VERBS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 
 
@@ -31,11 +33,16 @@ class ApplyError(KubeError):
     """Server-side apply of a child failed."""
 
 
-def _detail(exc: ApiException) -> str:
+def _message(body: str | bytes | None, reason: object) -> str:
+    """The `message` of a Kubernetes Status body, else the HTTP reason."""
     try:
-        return str(json.loads(exc.body or b"{}").get("message", exc.reason))
-    except (TypeError, ValueError):
-        return str(exc.reason)
+        return str(json.loads(body or b"{}").get("message", reason))
+    except (TypeError, ValueError, AttributeError):
+        return str(reason)
+
+
+def _detail(exc: ApiException) -> str:
+    return _message(exc.body, exc.reason)
 
 
 async def connect() -> ApiClient:
@@ -85,6 +92,10 @@ class KubeApi:
             )
         except ApiException as exc:
             raise error(doing, exc.status, _detail(exc)) from exc
+        if resp.status >= 400:  # with _preload_content=False the client returns error responses instead of raising
+            body_text = await resp.text()
+            resp.release()
+            raise error(doing, resp.status, _message(body_text, resp.reason))
         return resp
 
     async def _json(self, method: str, path: str, **kw: Any) -> dict[str, Any]:
@@ -179,9 +190,12 @@ class KubeApi:
             "reportingComponent": contract.FIELD_MANAGER,
             "reportingInstance": self.instance,
         }
-        await self._call(
-            "POST", EVENT.path(meta["namespace"]), doing=f"posting event {reason}", body=event, kind="Event"
-        )
+        try:
+            await self._call(
+                "POST", EVENT.path(meta["namespace"]), doing=f"posting event {reason}", body=event, kind="Event"
+            )
+        except KubeError as exc:  # Events are best effort (as client-go's recorder): a lost one must not fail a step
+            logger.warning("%s/%s: %s", meta["namespace"], meta["name"], exc)
 
     async def read_log(self, namespace: str, pod: str, container: str, tail_lines: int = 40) -> str:
         """The last `tail_lines` lines of a container's log (needs the `pods/log` get permission)."""
@@ -194,6 +208,20 @@ class KubeApi:
         )
         text: str = await resp.text()
         return text
+
+    async def get(self, resource: Resource, namespace: str, name: str) -> dict[str, Any] | None:
+        """One object, or None when it does not exist (404)."""
+        try:
+            return await self._json(
+                "GET",
+                resource.path(namespace, name),
+                doing=f"reading {resource.kind} {namespace}/{name}",
+                timeout_s=10.0,
+            )
+        except KubeError as exc:
+            if exc.status == 404:
+                return None
+            raise
 
     async def list(self, resource: Resource, label_selector: str, namespace: str | None = None) -> dict[str, Any]:
         """One LIST (items and the list's resourceVersion)."""

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import time
 from collections import Counter
@@ -14,6 +15,7 @@ from typing import Any
 from dialogue_operator.k8s.api import KubeApi, KubeError
 from dialogue_operator.k8s.autoscaler import AutoscalerShell
 from dialogue_operator.k8s.informer import Informer, InformerGroup, ModelKey, pod_summary
+from dialogue_operator.k8s.references import missing_references
 from dialogue_operator.k8s.resources import CHILD_RESOURCES, POD
 from dialogue_operator.k8s.rollout import RolloutShell
 from dialogue_operator.metrics import OperatorMetrics
@@ -232,7 +234,7 @@ class Controller:
             return
         plan = reconcile(
             model,
-            self.observe(key),
+            dataclasses.replace(self.observe(key), missing=await missing_references(self.api, model)),
             self.settings,
             now,
             self._weights(model) if self._weights else None,

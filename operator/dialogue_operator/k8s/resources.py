@@ -37,5 +37,7 @@ PDB = Resource("PodDisruptionBudget", "policy/v1", "poddisruptionbudgets")
 NETWORK_POLICY = Resource("NetworkPolicy", "networking.k8s.io/v1", "networkpolicies")
 POD = Resource("Pod", "v1", "pods")
 EVENT = Resource("Event", "v1", "events")
+SECRET = Resource("Secret", "v1", "secrets")
+PVC = Resource("PersistentVolumeClaim", "v1", "persistentvolumeclaims")
 
 CHILD_RESOURCES: dict[str, Resource] = {r.kind: r for r in (DEPLOYMENT, SERVICE, CONFIG_MAP, PDB, NETWORK_POLICY)}

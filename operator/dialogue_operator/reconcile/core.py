@@ -194,6 +194,11 @@ def build_status(
         degraded = cond(st.CONDITION_DEGRADED, "True", problem.reason, problem.message)
     else:
         degraded = cond(st.CONDITION_DEGRADED, "False", st.REASON_AS_EXPECTED, "")
+    if observed.missing:  # a missing Secret or claim: not Ready whatever the pods say (KWOK's are Ready at once)
+        reason = observed.missing[0][0]
+        message = "; ".join(text for _, text in observed.missing)
+        ready = cond(st.CONDITION_READY, "False", reason, message)
+        degraded = cond(st.CONDITION_DEGRADED, "True", reason, message)
     conditions = [ready, progressing, degraded]
     variant = variant_condition(model)
     if variant is not None:

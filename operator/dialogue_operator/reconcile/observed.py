@@ -97,6 +97,8 @@ class Observed:
 
     children: dict[ChildKey, dict[str, Any]] = field(default_factory=dict)
     pods: tuple[PodSummary, ...] = ()
+    # Secrets and claims the spec names that do not exist: (reason, message), see reconcile.references.
+    missing: tuple[tuple[str, str], ...] = ()
 
     def deployment(self, name: str) -> DeploymentSummary | None:
         """Replica counts of the Deployment `name`, if it exists."""

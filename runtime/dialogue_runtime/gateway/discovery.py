@@ -188,26 +188,31 @@ class KubeDiscovery:
             return
         self._models[ref] = obj
         model = parse_dialogue_model(obj)
-        keys = await self._read_keys(model)
-        self.registry.set_model(dataclasses.replace(model, api_keys=keys, limits=self.settings.limits))
+        keys, problem = await self._read_keys(model)
+        self.registry.set_model(
+            dataclasses.replace(model, api_keys=keys, keys_problem=problem, limits=self.settings.limits)
+        )
 
-    async def _read_keys(self, model: ModelInfo) -> frozenset[str]:
+    async def _read_keys(self, model: ModelInfo) -> tuple[frozenset[str], str | None]:
+        """The model's API keys, or a key nobody holds and why (the model then answers 503 naming it)."""
         ref = model.api_key_ref
         if ref is None:
-            return frozenset()
+            return frozenset(), None
         try:
             secret = await self.core.read_namespaced_secret(ref.name, model.namespace)
         except ApiException as exc:
             log.warning(
                 "model %s: API-key Secret %s unreadable (HTTP %s); refusing every key", model.ref, ref.name, exc.status
             )
-            return _UNREADABLE_SECRET
+            if exc.status == 404:
+                return _UNREADABLE_SECRET, f"its API-key Secret {ref.name!r} does not exist"
+            return _UNREADABLE_SECRET, f"its API-key Secret {ref.name!r} cannot be read (HTTP {exc.status})"
         encoded = (secret.data or {}).get(ref.key)
         if not encoded:
             log.warning("model %s: Secret %s has no key %r; refusing every key", model.ref, ref.name, ref.key)
-            return _UNREADABLE_SECRET
+            return _UNREADABLE_SECRET, f"its API-key Secret {ref.name!r} has no key {ref.key!r}"
         keys = parse_secret_keys(base64.b64decode(encoded).decode("utf-8", "replace"))
-        return keys or _UNREADABLE_SECRET
+        return (keys, None) if keys else (_UNREADABLE_SECRET, f"its API-key Secret {ref.name!r} holds no key")
 
     # --- telling the operator ----------------------------------------------------------------------
 

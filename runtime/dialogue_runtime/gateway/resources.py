@@ -38,6 +38,9 @@ class ModelInfo:
     weights: Mapping[str, float] = field(default_factory=dict)
     api_key_ref: SecretRef | None = None
     api_keys: frozenset[str] = frozenset()
+    # Why the keys could not be read (Secret or key missing, unreadable): every request gets 503 with it, never
+    # served without the key check.
+    keys_problem: str | None = None
     system_prompt: str | None = None
     history_token_budget: int | None = None
     adapters: frozenset[str] = frozenset()

@@ -18,7 +18,7 @@ from aiohttp import web
 
 from dialogue_runtime.gateway.auth import RateLimiter, authorize, bearer_token
 from dialogue_runtime.gateway.conversation_key import conversation_key
-from dialogue_runtime.gateway.errors import BadRequest, GatewayError, NotFound, openai_error_body
+from dialogue_runtime.gateway.errors import BadRequest, GatewayError, NotFound, Unavailable, openai_error_body
 from dialogue_runtime.gateway.history import TokenCounter, estimate_tokens
 from dialogue_runtime.gateway.metrics import GatewayMetrics
 from dialogue_runtime.gateway.proxy import ChunkTap, Forward, Outcome, Proxy
@@ -99,6 +99,9 @@ class Gateway:
             raise NotFound(f"The model {requested!r} does not exist.", param="model", code="model_not_found")
         model, adapter = resolved
         request["dialogue_model"] = model
+        if model.keys_problem is not None:  # not a 401: no key the client could send would be accepted
+            why = f"The model {requested!r} accepts no request: {model.keys_problem}."
+            raise Unavailable(why, code="api_key_secret_missing")
         presented = bearer_token(
             request.headers.get("Authorization"), request.headers.get("api-key") or request.headers.get("x-api-key")
         )

@@ -227,6 +227,45 @@ def test_pods_enter_and_leave_rotation_keys_from_secret_hold_annotates(
     gateway.stop()
 
 
+def test_a_model_whose_api_key_secret_is_missing_answers_503_naming_it(
+    cluster: object, namespace: str, procs: Procs
+) -> None:
+    """Not 200 (served unauthenticated) and not 401 (no key the client could send would do): 503 naming the Secret."""
+    chart_crds = ROOT / "charts" / "dialogue-operator" / "crds"
+    cluster.kubectl("apply", "--server-side", "--force-conflicts", "-f", str(chart_crds))  # type: ignore[attr-defined]
+    model = {
+        "apiVersion": "dialogue.dev/v1alpha1",
+        "kind": "DialogueModel",
+        "metadata": {"name": "chat"},
+        "spec": {
+            "model": {"source": "hf://HuggingFaceTB/SmolLM2-135M-Instruct@main", "servedName": "chat-sim"},
+            "engine": {"kind": "sim"},
+            "replicas": 0,
+            "security": {"apiKeySecretRef": {"name": "no-such-keys"}},
+        },
+    }
+    apply(cluster, namespace, model)
+    apply(cluster, namespace, sim_pod("sim-a"))
+    wait_for(lambda: pod_ip(cluster, namespace, "sim-a"), 90, "sim-a Ready")
+    port = free_port("127.0.0.1")
+    kubeconfig = str(chart_rbac_kubeconfig(cluster, namespace, procs.workdir))
+    args = [sys.executable, "-m", "dialogue_runtime.gateway", "--host", "127.0.0.1", "--port", str(port)]
+    args += ["--kubeconfig", kubeconfig, "--namespace", namespace, "--log-level", "WARNING"]
+    gateway = procs.spawn(args, f"http://127.0.0.1:{port}", "gateway-missing-secret")
+    wait_http(gateway.url + "/healthz", proc=gateway.popen)
+
+    async def scenario() -> None:
+        body = {"model": "chat-sim", "messages": [{"role": "user", "content": "hello"}], "max_tokens": 4}
+        async with aiohttp.ClientSession() as session:
+            for headers in ({}, {"Authorization": f"Bearer {KEY}"}):
+                async with session.post(f"{gateway.url}/v1/chat/completions", json=body, headers=headers) as resp:
+                    error = (await resp.json())["error"]
+                    assert resp.status == 503, (resp.status, error)
+                    assert error["code"] == "api_key_secret_missing" and "no-such-keys" in error["message"], error
+
+    asyncio.run(scenario())
+
+
 def chart_rbac_kubeconfig(cluster: object, namespace: str, workdir: Path) -> Path:
     """A kubeconfig for the chart's gateway ServiceAccount, bound by the chart's own (namespaced) RBAC.
 

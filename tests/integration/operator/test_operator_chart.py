@@ -47,7 +47,11 @@ def test_every_rbac_rule_says_why() -> None:
         # what it must not have
         ("patch", "dialoguemodels.dialogue.dev", False),
         ("update", "dialoguemodels.dialogue.dev", False),
-        ("get", "secrets", False),
+        ("get", "secrets", True),  # only the API-key Secret a model names: does it exist, does it have the key
+        ("get", "persistentvolumeclaims", True),  # the claims a model's source and cache name exist
+        ("list", "secrets", False),
+        ("watch", "secrets", False),
+        ("list", "persistentvolumeclaims", False),
         ("delete", "pods", False),
         ("list", "nodes", False),
         ("create", "customresourcedefinitions.apiextensions.k8s.io", False),
