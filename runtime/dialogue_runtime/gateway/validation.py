@@ -32,14 +32,47 @@ def check_body_size(size_bytes: int, limits: Limits) -> None:
         )
 
 
+# Deeper than any OpenAI request (a tool's JSON schema included); the parser and every walk of the body after it
+# stay far from Python's recursion limit.
+MAX_JSON_DEPTH = 64
+
+
+def _check_tree(body: Any) -> None:
+    """400 for nesting deeper than MAX_JSON_DEPTH or a string that is not Unicode text (a lone UTF-16 surrogate
+    such as "\\ud800", which JSON admits and no UTF-8 encoder does: forwarding it failed with a 500)."""
+    stack: list[tuple[Any, int]] = [(body, 1)]
+    while stack:
+        value, depth = stack.pop()
+        if isinstance(value, str):
+            if not value.isascii():
+                try:
+                    value.encode("utf-8")
+                except UnicodeEncodeError as exc:
+                    raise BadRequest(
+                        f"Request body holds a string that is not valid Unicode ({exc.reason}).", code="invalid_json"
+                    ) from exc
+            continue
+        children = value.values() if isinstance(value, dict) else value if isinstance(value, list) else None
+        if children is None:
+            continue
+        if depth > MAX_JSON_DEPTH:
+            raise BadRequest(f"Request body is nested deeper than {MAX_JSON_DEPTH} levels.", code="invalid_json")
+        if isinstance(value, dict):
+            stack.extend((key, depth) for key in value)
+        stack.extend((child, depth + 1) for child in children)
+
+
 def parse_json_object(raw: bytes) -> dict[str, Any]:
-    """Parse the body as a JSON object (400 otherwise)."""
+    """Parse the body as a JSON object of sane depth and valid Unicode (400 otherwise)."""
     try:
         body = json.loads(raw)
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise BadRequest(f"Malformed JSON in request body: {exc}", code="invalid_json") from exc
+    except RecursionError as exc:  # the C parser gives up past ~1,000 levels
+        raise BadRequest(f"Request body is nested deeper than {MAX_JSON_DEPTH} levels.", code="invalid_json") from exc
     if not isinstance(body, dict):
         raise BadRequest("Request body must be a JSON object.", code="invalid_json")
+    _check_tree(body)
     return body
 
 

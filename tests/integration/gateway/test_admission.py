@@ -103,7 +103,12 @@ CASES = [
     ("max_tokens over cap", chat_body(message(), max_tokens=65), AUTH, 400, "max_tokens_over_cap"),
     ("no messages", {"model": MODEL}, AUTH, 400, "invalid_messages"),
     ("not an object", b"[1, 2]", AUTH, 400, "invalid_json"),
-]
+    # both answered 500 "Internal error in the gateway" before (the surrogate when the body was encoded upstream)
+    ("lone surrogate", b'{"model": "smol", "messages": [{"role": "user", "content": "\\ud800"}]}', AUTH, 400,
+     "invalid_json"),
+    ("5,000-deep nesting", b'{"model": "smol", "x": ' + b"[" * 5000 + b"]" * 5000 + b"}", AUTH, 400, "invalid_json"),
+    ("65-deep nesting", b'{"model": "smol", "x": ' + b"[" * 65 + b"]" * 65 + b"}", AUTH, 400, "invalid_json"),
+]  # fmt: skip
 
 
 @pytest.mark.parametrize(("what", "body", "headers", "status", "code"), CASES, ids=[c[0] for c in CASES])

@@ -24,6 +24,27 @@ def test_malformed_json_and_non_object() -> None:
         parse_json_object(b"\xff\xfe")
 
 
+@pytest.mark.parametrize(
+    "raw",
+    [
+        b'{"messages": [{"role": "user", "content": "\\ud800"}]}',  # a lone surrogate: valid JSON, not Unicode
+        b'{"\\udc00": 1}',
+        b'{"x": ' + b"[" * 100_000 + b"]" * 100_000 + b"}",  # past the C parser's recursion limit
+        b'{"x": ' + b"[" * 64 + b"]" * 64 + b"}",  # parsed, but deeper than MAX_JSON_DEPTH
+        b'{"x": ' + b'{"a": ' * 64 + b"1" + b"}" * 64 + b"}",
+    ],
+)
+def test_bodies_no_encoder_or_walk_survives_are_400(raw: bytes) -> None:
+    with pytest.raises(BadRequest) as bad:
+        parse_json_object(raw)
+    assert bad.value.body()["error"]["code"] == "invalid_json"
+
+
+def test_deep_enough_bodies_and_surrogate_pairs_pass() -> None:
+    assert parse_json_object(b'{"x": ' + b"[" * 62 + b"]" * 62 + b"}")
+    assert parse_json_object('{"m": "caf\u00e9 \\ud83d\\ude00"}'.encode())["m"] == "caf\u00e9 \U0001f600"
+
+
 def test_body_size() -> None:
     check_body_size(100, LIMITS)
     with pytest.raises(PayloadTooLarge) as big:
