@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from dialogue_runtime.gateway.errors import RateLimited, Unauthorized
 
 Clock = Callable[[], float]
+ANONYMOUS = "anonymous"
 
 
 def key_id(api_key: str) -> str:
@@ -46,13 +47,21 @@ def key_matches(presented: str, allowed: Iterable[str]) -> bool:
     return found
 
 
+def session_owner(presented: str | None, identity: str) -> str:
+    """Who owns a session: the key's id, also on an open model, where a token the client sends is its own secret
+    handle on its sessions (it limits nothing there, see `authorize`)."""
+    return key_id(presented) if presented is not None else identity
+
+
 def authorize(presented: str | None, allowed: frozenset[str]) -> str:
     """Check a request against a model's keys; returns the limiter identity or raises Unauthorized.
 
-    A model with no keys is open; its callers share the limiter identity "anonymous".
+    A model with no keys is open; its callers share the limiter identity "anonymous", whatever token they send:
+    an unchecked token is no identity, and charging each to its own bucket let any client pass the limit by
+    inventing a fresh token per request (and grew the limiter by one bucket per invented token).
     """
     if not allowed:
-        return "anonymous" if presented is None else key_id(presented)
+        return ANONYMOUS
     if presented is None:
         raise Unauthorized("Missing API key: send 'Authorization: Bearer <key>'.", code="missing_api_key")
     if not key_matches(presented, allowed):

@@ -16,7 +16,7 @@ from typing import Any
 
 from aiohttp import web
 
-from dialogue_runtime.gateway.auth import RateLimiter, authorize, bearer_token
+from dialogue_runtime.gateway.auth import RateLimiter, authorize, bearer_token, session_owner
 from dialogue_runtime.gateway.conversation_key import conversation_key
 from dialogue_runtime.gateway.errors import BadRequest, GatewayError, NotFound, Unavailable, openai_error_body
 from dialogue_runtime.gateway.history import TokenCounter, estimate_tokens
@@ -46,8 +46,9 @@ class Admitted:
 
     model: ModelInfo
     adapter: str | None
-    identity: str
+    identity: str  # the rate limiter's bucket
     presented_key: str | None
+    owner: str  # owner of the sessions it creates or may read
 
 
 class Gateway:
@@ -106,7 +107,9 @@ class Gateway:
             request.headers.get("Authorization"), request.headers.get("api-key") or request.headers.get("x-api-key")
         )
         identity = authorize(presented, model.api_keys)
-        return Admitted(model, adapter, identity, presented if model.api_keys else None)
+        return Admitted(
+            model, adapter, identity, presented if model.api_keys else None, session_owner(presented, identity)
+        )
 
     def charge(self, admitted: Admitted, body: dict[str, Any]) -> None:
         """Charge the per-key limits: one request, prompt estimate + max_tokens tokens."""

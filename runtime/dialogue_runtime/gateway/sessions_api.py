@@ -97,7 +97,7 @@ class SessionsApi:
         if model is None:
             raise NotFound(f"The model of session {session_id!r} no longer exists.", code="model_not_found")
         admitted = self.gateway.admit_model(request, model.ref)
-        if admitted.identity != session.owner:
+        if admitted.owner != session.owner:
             raise NotFound(f"Session {session_id!r} does not exist or has expired.", code="session_not_found")
         return session, admitted
 
@@ -114,7 +114,7 @@ class SessionsApi:
         session = Session(
             id=new_session_id(),
             model=admitted.model.ref,
-            owner=admitted.identity,
+            owner=admitted.owner,
             system=system if system is not None else admitted.model.system_prompt,
             created_s=now,
             updated_s=now,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import re
+import uuid
 
 import aiohttp
 import pytest
@@ -125,6 +126,21 @@ async def test_bad_request_gets_its_4xx_in_openai_format(
     assert set(error) == {"message", "type", "param", "code"}
     assert error["code"] == code
     assert KEY not in error["message"] and "sk-wrong" not in error["message"]
+
+
+async def test_an_open_model_limit_holds_against_invented_tokens(procs: Procs) -> None:
+    """On a model without keys a token proves nothing: 6 requests with 6 fresh tokens share one bucket of 3."""
+    sim = procs.sim(extra=("--served-model-name", "open"))
+    extra = ("--static-model", f"open={sim.url}", "--requests-per-minute", "3")
+    gateway = procs.gateway([sim.url], extra=extra).url
+    statuses = []
+    async with aiohttp.ClientSession() as session:
+        for i in range(6):
+            body = {**chat_body(message()), "model": "open"}
+            headers = {"Authorization": f"Bearer sk-invented-{i}-{uuid.uuid4().hex}"}
+            async with session.post(f"{gateway}/v1/chat/completions", json=body, headers=headers) as response:
+                statuses.append(response.status)
+    assert statuses == [200, 200, 200, 429, 429, 429], statuses
 
 
 async def test_key_over_its_rate_limit_gets_429_and_others_are_unaffected(strict_gateway: str) -> None:

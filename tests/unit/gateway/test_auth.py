@@ -33,6 +33,7 @@ def test_secret_value_may_hold_several_keys() -> None:
 
 def test_authorize_open_model_missing_and_wrong_key() -> None:
     assert authorize(None, frozenset()) == "anonymous"
+    assert authorize("sk-invented", frozenset()) == "anonymous"  # an unchecked token is no identity
     with pytest.raises(Unauthorized, match="Missing API key"):
         authorize(None, frozenset({"sk-good"}))
     with pytest.raises(Unauthorized) as wrong:
