@@ -18,7 +18,7 @@ import pytest
 import yaml
 from dialogue_runtime.gateway.balancer import replica_id
 
-from tests.integration.gateway.conftest import Procs, free_port, wait_http
+from tests.integration.gateway.conftest import Proc, Procs, free_port, wait_http
 
 pytestmark = [pytest.mark.cluster, pytest.mark.timeout(420)]
 
@@ -118,12 +118,7 @@ def test_pods_enter_and_leave_rotation_keys_from_secret_hold_annotates(
     }
 
     step(f"pods Ready: {ips}; starting the gateway")
-    port = free_port("127.0.0.1")
-    kubeconfig = str(chart_rbac_kubeconfig(cluster, namespace, procs.workdir))
-    args = [sys.executable, "-m", "dialogue_runtime.gateway", "--host", "127.0.0.1", "--port", str(port)]
-    args += ["--kubeconfig", kubeconfig, "--namespace", namespace, "--log-level", "WARNING", "--hold-timeout-s", "120"]
-    gateway = procs.spawn(args, f"http://127.0.0.1:{port}", "gateway-k8s")
-    wait_http(gateway.url + "/healthz", proc=gateway.popen)
+    gateway = start_k8s_gateway(cluster, namespace, procs, "gateway-k8s", "--hold-timeout-s", "120")
 
     async def scenario() -> None:
         async with aiohttp.ClientSession() as session:
@@ -247,12 +242,7 @@ def test_a_model_whose_api_key_secret_is_missing_answers_503_naming_it(
     apply(cluster, namespace, model)
     apply(cluster, namespace, sim_pod("sim-a"))
     wait_for(lambda: pod_ip(cluster, namespace, "sim-a"), 90, "sim-a Ready")
-    port = free_port("127.0.0.1")
-    kubeconfig = str(chart_rbac_kubeconfig(cluster, namespace, procs.workdir))
-    args = [sys.executable, "-m", "dialogue_runtime.gateway", "--host", "127.0.0.1", "--port", str(port)]
-    args += ["--kubeconfig", kubeconfig, "--namespace", namespace, "--log-level", "WARNING"]
-    gateway = procs.spawn(args, f"http://127.0.0.1:{port}", "gateway-missing-secret")
-    wait_http(gateway.url + "/healthz", proc=gateway.popen)
+    gateway = start_k8s_gateway(cluster, namespace, procs, "gateway-missing-secret")
 
     async def scenario() -> None:
         body = {"model": "chat-sim", "messages": [{"role": "user", "content": "hello"}], "max_tokens": 4}
@@ -264,6 +254,17 @@ def test_a_model_whose_api_key_secret_is_missing_answers_503_naming_it(
                     assert error["code"] == "api_key_secret_missing" and "no-such-keys" in error["message"], error
 
     asyncio.run(scenario())
+
+
+def start_k8s_gateway(cluster: object, namespace: str, procs: Procs, name: str, *extra: str) -> Proc:
+    """The gateway discovering `namespace` from the API server as the chart's ServiceAccount, once it answers."""
+    port = free_port("127.0.0.1")
+    kubeconfig = str(chart_rbac_kubeconfig(cluster, namespace, procs.workdir))
+    args = [sys.executable, "-m", "dialogue_runtime.gateway", "--host", "127.0.0.1", "--port", str(port)]
+    args += ["--kubeconfig", kubeconfig, "--namespace", namespace, "--log-level", "WARNING", *extra]
+    gateway = procs.spawn(args, f"http://127.0.0.1:{port}", name)
+    wait_http(gateway.url + "/healthz", proc=gateway.popen)
+    return gateway
 
 
 def chart_rbac_kubeconfig(cluster: object, namespace: str, workdir: Path) -> Path:

@@ -4,20 +4,19 @@ reaches the older model's pods only, the newer answers to its own name, and the 
 from __future__ import annotations
 
 import asyncio
-import sys
 import time
 
 import aiohttp
 import pytest
 from dialogue_runtime.gateway.balancer import replica_id
 
-from tests.integration.gateway.conftest import Procs, free_port, wait_http
+from tests.integration.gateway.conftest import Procs
 from tests.integration.gateway.test_discovery_cluster import (
     ROOT,
     apply,
-    chart_rbac_kubeconfig,
     pod_ip,
     sim_pod,
+    start_k8s_gateway,
     wait_for,
 )
 
@@ -67,12 +66,7 @@ def test_served_name_reaches_the_older_model_until_it_is_deleted(cluster: object
     ips = {n: wait_for(lambda n=n: pod_ip(cluster, namespace, n), 90, f"{n} Ready") for n in ("sim-older", "sim-newer")}
     older, newer = (replica_id(f"http://{ips[n]}:8000") for n in ("sim-older", "sim-newer"))
 
-    port = free_port("127.0.0.1")
-    kubeconfig = str(chart_rbac_kubeconfig(cluster, namespace, procs.workdir))
-    args = [sys.executable, "-m", "dialogue_runtime.gateway", "--host", "127.0.0.1", "--port", str(port)]
-    args += ["--kubeconfig", kubeconfig, "--namespace", namespace, "--log-level", "WARNING"]
-    gateway = procs.spawn(args, f"http://127.0.0.1:{port}", "gateway-served-name")
-    wait_http(gateway.url + "/healthz", proc=gateway.popen)
+    gateway = start_k8s_gateway(cluster, namespace, procs, "gateway-served-name")
 
     async def scenario() -> None:
         async with aiohttp.ClientSession() as session:
