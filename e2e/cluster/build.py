@@ -68,6 +68,7 @@ class Binaries:
     kwok_stages: Path
     helm: Path
     etcd: Path
+    kubelet: Path
 
     def missing(self) -> list[str]:
         return [str(p) for p in vars(self).values() if not Path(p).is_file()]
@@ -85,6 +86,7 @@ def binaries(cache: Path | None = None) -> Binaries:
         kwok_stages=kwok / STAGES_FILE,
         helm=bin_dir("helm", HELM_VERSION, cache) / "helm",
         etcd=bin_dir("etcd", ETCD_VERSION, cache) / "etcd",
+        kubelet=bin_dir("kubelet", KUBERNETES_VERSION, cache) / "kubelet",
     )
 
 
@@ -252,6 +254,24 @@ def build_kubernetes(
     )
 
 
+def build_kubelet(
+    version: str = KUBERNETES_VERSION, *, cache: Path | None = None, env: dict[str, str] | None = None
+) -> Path:
+    """Builds the kubelet of the real node at `version`, from the same module as the control plane (cached on
+    its own, so adding it did not invalidate the control plane's cached build)."""
+    return _build_in_module(
+        "kubelet",
+        version,
+        module_dir=GOBUILD_KUBERNETES,
+        module="k8s.io/kubernetes",
+        pinned=KUBERNETES_VERSION,
+        packages={"kubelet": "k8s.io/kubernetes/cmd/kubelet"},
+        ldflags=_version_ldflags(version),
+        cache=cache,
+        env=env,
+    )
+
+
 def build_etcd(version: str = ETCD_VERSION, *, cache: Path | None = None, env: dict[str, str] | None = None) -> Path:
     """Builds the etcd server at `version` (cached) from the consumer module `gobuild/etcd`."""
     return _build_in_module(
@@ -330,8 +350,14 @@ def build_helm(version: str = HELM_VERSION, **kw: object) -> Path:
 
 
 def ensure_all() -> None:
-    """Setup step `cluster`: etcd, Kubernetes, kwok and helm built (each skipped when already cached)."""
-    steps = (("etcd", build_etcd), ("Kubernetes", build_kubernetes), ("kwok", build_kwok), ("helm", build_helm))
+    """Setup step `cluster`: etcd, Kubernetes, the kubelet, kwok and helm built (each skipped when already cached)."""
+    steps = (
+        ("etcd", build_etcd),
+        ("Kubernetes", build_kubernetes),
+        ("kubelet", build_kubelet),
+        ("kwok", build_kwok),
+        ("helm", build_helm),
+    )
     for name, build in steps:
         started = time.monotonic()
         where = build()
