@@ -6,7 +6,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from dialogue_operator.api import status as st
-from dialogue_operator.reconcile.observed import IMAGE_PULL_REASONS, PodSummary
+from dialogue_operator.reconcile.observed import CONFIG_ERROR_REASONS, IMAGE_PULL_REASONS, PodSummary
 
 GPU_SHORTAGE_MARKER = "Insufficient nvidia.com/gpu"
 MESSAGE_LIMIT = 1024
@@ -38,10 +38,25 @@ def pod_problem(pod: PodSummary) -> Problem | None:
         return Problem(
             st.REASON_IMAGE_PULL_FAILED, _clip(f"{pod.name}: {pod.waiting_message or pod.waiting_reason}"), 60
         )
-    if pod.waiting_reason == "CrashLoopBackOff" or (pod.restarts > 0 and pod.terminated_message):
+    if pod.waiting_reason in CONFIG_ERROR_REASONS:
+        # The kubelet's own words: `secret "chat-keys" not found`, `couldn't find key api-key in Secret ns/x`.
+        return Problem(
+            st.REASON_CONTAINER_CONFIG_ERROR, _clip(f"{pod.name}: {pod.waiting_message or pod.waiting_reason}"), 55
+        )
+    crashed = pod.waiting_reason == "CrashLoopBackOff"
+    if pod.terminated_reason == "OOMKilled" and (crashed or pod.restarts > 0):
+        return Problem(
+            st.REASON_OOM_KILLED,
+            f"{pod.name}: the engine was killed for exceeding its memory limit (OOMKilled, exit code "
+            f"{pod.exit_code}, {pod.restarts} restarts); raise spec.resources.memory or lower the KV cache",
+            72,
+        )
+    if crashed or (pod.restarts > 0 and pod.terminated_message):
         if pod.terminated_message:
             return Problem(st.REASON_ENGINE_FAILED, _clip(f"{pod.name}: {pod.terminated_message}"), 70)
-        return Problem(st.REASON_CRASH_LOOPING, _clip(f"{pod.name}: {pod.waiting_message or 'back-off'}"), 65)
+        exited = f"exit code {pod.exit_code}" + (f", {pod.terminated_reason}" if pod.terminated_reason else "")
+        detail = f"{exited}; " if pod.exit_code is not None else ""
+        return Problem(st.REASON_CRASH_LOOPING, _clip(f"{pod.name}: {detail}{pod.waiting_message or 'back-off'}"), 65)
     if pod.phase == "Running":
         return Problem(st.REASON_MODEL_LOADING, f"{pod.name}: engine starting, waiting for /health", 10)
     if pod.waiting_reason:

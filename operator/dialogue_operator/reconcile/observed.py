@@ -8,6 +8,8 @@ from typing import Any
 from dialogue_runtime import contract
 
 IMAGE_PULL_REASONS = frozenset({"ErrImagePull", "ImagePullBackOff", "InvalidImageName", "ErrImageNeverPull"})
+# The kubelet cannot build the container from the spec: a Secret or ConfigMap (or a key in one) is missing.
+CONFIG_ERROR_REASONS = frozenset({"CreateContainerConfigError", "CreateContainerError"})
 
 
 @dataclass(frozen=True)
@@ -24,6 +26,8 @@ class PodSummary:
     waiting_reason: str | None = None
     waiting_message: str | None = None
     terminated_message: str | None = None
+    terminated_reason: str | None = None  # of the last termination: Error, OOMKilled, Completed, ...
+    exit_code: int | None = None
     restarts: int = 0
 
     @classmethod
@@ -38,7 +42,8 @@ class PodSummary:
                 unschedulable = str(cond.get("message") or cond.get("reason") or "Unschedulable")
             if cond.get("type") == "Ready":
                 ready = cond.get("status") == "True"
-        waiting_reason = waiting_message = terminated_message = None
+        waiting_reason = waiting_message = terminated_message = terminated_reason = None
+        exit_code: int | None = None
         started = False
         restarts = 0
         for cs in status.get("containerStatuses") or []:
@@ -51,6 +56,9 @@ class PodSummary:
             last = (cs.get("lastState") or {}).get("terminated") or state.get("terminated") or {}
             if last.get("message"):
                 terminated_message = str(last["message"]).strip()
+            if last:
+                terminated_reason = last.get("reason")
+                exit_code = last.get("exitCode")
         return cls(
             name=str(meta.get("name", "")),
             variant=str((meta.get("labels") or {}).get(contract.LABEL_VARIANT, "")),
@@ -62,6 +70,8 @@ class PodSummary:
             waiting_reason=waiting_reason,
             waiting_message=waiting_message,
             terminated_message=terminated_message,
+            terminated_reason=terminated_reason,
+            exit_code=exit_code,
             restarts=restarts,
         )
 
