@@ -24,6 +24,7 @@ REASON_CONTAINER_CONFIG_ERROR = "ContainerConfigError"  # the kubelet's CreateCo
 REASON_OOM_KILLED = "OOMKilled"
 REASON_ENGINE_FAILED = "EngineFailed"
 REASON_MODEL_LOADING = "ModelLoading"
+REASON_ENGINE_NOT_READY = "EngineNotReady"  # started (startup probe passed), readiness probe failing
 REASON_PENDING = "Pending"
 REASON_SCALED_TO_ZERO = "ScaledToZero"
 REASON_SECRET_NOT_FOUND = "SecretNotFound"  # noqa: S105 (a condition reason, not a password)

@@ -23,12 +23,12 @@ from dialogue_operator.reconcile.children import (
     build_service,
     endpoint,
 )
-from dialogue_operator.reconcile.conditions import is_failure, worst_problem
+from dialogue_operator.reconcile.conditions import is_failure, missing_problem, worst_problem
 from dialogue_operator.reconcile.deployment import build_deployment
 from dialogue_operator.reconcile.hashing import needs_apply
 from dialogue_operator.reconcile.labels import child_name, model_selector, selector_string
 from dialogue_operator.reconcile.model import ModelObject
-from dialogue_operator.reconcile.observed import ChildKey, Observed
+from dialogue_operator.reconcile.observed import ChildKey, Observed, timestamp
 from dialogue_operator.reconcile.variant_condition import CONDITION_VARIANT_READY, variant_condition
 from dialogue_operator.settings import Settings
 
@@ -135,6 +135,14 @@ def _condition(
     )
 
 
+def not_ready_since(previous: DialogueModelStatus, now: datetime) -> datetime:
+    """Since when the model has not been Ready: the last written Ready=False's lastTransitionTime (for a new model
+    its first status), else now. A missing Secret or claim is timed from here (conditions.GRACE_PERIOD)."""
+    old = previous.condition(st.CONDITION_READY)
+    since = timestamp(old.last_transition_time) if old is not None and old.status == "False" else None
+    return since or now
+
+
 def build_status(
     model: ModelObject,
     observed: Observed,
@@ -156,7 +164,7 @@ def build_status(
         problem = worst_problem(p for p in pods if p.variant == name)
         if want == 0:
             phase = "ScaledToZero"
-        elif is_failure(problem):
+        elif is_failure(problem, now):
             phase = "Degraded"
         elif dep is not None and dep.up_to_date and ready_count >= want and dep.updated_replicas >= want:
             phase = "Ready"
@@ -172,11 +180,17 @@ def build_status(
     serving = [v for v in variants if v.weight > 0]
     problem = worst_problem(pods)
     gen, prev = model.generation, model.status
+    # A missing Secret or claim: not Ready whatever the pods say (KWOK's are Ready at once).
+    missing = missing_problem(observed.missing, not_ready_since(prev, now))
+    problem = missing or problem
+    failing = is_failure(problem, now)
 
     def cond(type_: str, status: str, reason: str, message: str) -> Condition:
         return _condition(prev, type_, status, reason, message, generation=gen, now=stamp)
 
-    if total_want == 0:
+    if missing is not None:
+        ready = cond(st.CONDITION_READY, "False", missing.reason, missing.message)
+    elif total_want == 0:
         ready = cond(st.CONDITION_READY, "False", st.REASON_SCALED_TO_ZERO, "scaled to zero replicas")
     elif serving and all(v.ready_replicas > 0 for v in serving):
         ready = cond(st.CONDITION_READY, "True", st.REASON_AVAILABLE, f"{total_ready}/{total_want} replicas ready")
@@ -184,21 +198,18 @@ def build_status(
         ready = cond(st.CONDITION_READY, "False", problem.reason, problem.message)
     else:
         ready = cond(st.CONDITION_READY, "False", st.REASON_PENDING, "waiting for runtime pods")
-    if all(v.phase in {"Ready", "ScaledToZero"} for v in variants):
+    if problem is not None and failing:  # stalled: kstatus reads Progressing=False with Degraded=True
+        progressing = cond(st.CONDITION_PROGRESSING, "False", problem.reason, problem.message)
+    elif missing is None and all(v.phase in {"Ready", "ScaledToZero"} for v in variants):
         progressing = cond(st.CONDITION_PROGRESSING, "False", st.REASON_AS_EXPECTED, "all variants up to date")
     else:
         detail = problem.message if problem is not None else f"{total_ready}/{total_want} replicas ready"
         reason = problem.reason if problem is not None else st.REASON_PENDING
         progressing = cond(st.CONDITION_PROGRESSING, "True", reason, detail)
-    if problem is not None and is_failure(problem):
+    if problem is not None and failing:
         degraded = cond(st.CONDITION_DEGRADED, "True", problem.reason, problem.message)
     else:
         degraded = cond(st.CONDITION_DEGRADED, "False", st.REASON_AS_EXPECTED, "")
-    if observed.missing:  # a missing Secret or claim: not Ready whatever the pods say (KWOK's are Ready at once)
-        reason = observed.missing[0][0]
-        message = "; ".join(text for _, text in observed.missing)
-        ready = cond(st.CONDITION_READY, "False", reason, message)
-        degraded = cond(st.CONDITION_DEGRADED, "True", reason, message)
     conditions = [ready, progressing, degraded]
     variant = variant_condition(model)
     if variant is not None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 from dialogue_runtime import contract
@@ -10,6 +11,18 @@ from dialogue_runtime import contract
 IMAGE_PULL_REASONS = frozenset({"ErrImagePull", "ImagePullBackOff", "InvalidImageName", "ErrImageNeverPull"})
 # The kubelet cannot build the container from the spec: a Secret or ConfigMap (or a key in one) is missing.
 CONFIG_ERROR_REASONS = frozenset({"CreateContainerConfigError", "CreateContainerError"})
+# Waiting reasons of a normal start: a later container's (or an init container's) own reason says more.
+STARTING_REASONS = frozenset({"ContainerCreating", "PodInitializing"})
+
+
+def timestamp(value: Any) -> datetime | None:
+    """An RFC 3339 time as the API server writes it (`2026-12-07T12:00:00Z`); None when absent or unreadable."""
+    if not isinstance(value, str) or not value:
+        return None
+    try:
+        return datetime.fromisoformat(value)
+    except ValueError:
+        return None
 
 
 @dataclass(frozen=True)
@@ -29,36 +42,46 @@ class PodSummary:
     terminated_reason: str | None = None  # of the last termination: Error, OOMKilled, Completed, ...
     exit_code: int | None = None
     restarts: int = 0
+    # When each transient problem began, from the pod's own timestamps (see conditions.GRACE_PERIOD):
+    unschedulable_since: datetime | None = None  # PodScheduled=False lastTransitionTime (else creation)
+    start_since: datetime | None = None  # status.startTime, the kubelet took the pod (else creation)
+    not_ready_since: datetime | None = None  # Ready=False lastTransitionTime
 
     @classmethod
     def from_pod(cls, pod: dict[str, Any]) -> PodSummary:
         """Summarise a Pod object (its scheduling condition and the engine container's state)."""
         meta = pod.get("metadata") or {}
         status = pod.get("status") or {}
+        created = timestamp(meta.get("creationTimestamp"))
+        conds = {str(c.get("type")): c for c in status.get("conditions") or []}
+        scheduled = conds.get("PodScheduled") or {}
         unschedulable = None
-        ready = False
-        for cond in status.get("conditions") or []:
-            if cond.get("type") == "PodScheduled" and cond.get("status") == "False":
-                unschedulable = str(cond.get("message") or cond.get("reason") or "Unschedulable")
-            if cond.get("type") == "Ready":
-                ready = cond.get("status") == "True"
+        if scheduled.get("status") == "False":
+            unschedulable = str(scheduled.get("message") or scheduled.get("reason") or "Unschedulable")
+        ready_cond = conds.get("Ready") or {}
+        ready = ready_cond.get("status") == "True"
         waiting_reason = waiting_message = terminated_message = terminated_reason = None
         exit_code: int | None = None
         started = False
         restarts = 0
-        for cs in status.get("containerStatuses") or []:
+        init = status.get("initContainerStatuses") or []
+        # Init containers first: one that cannot be created or keeps failing holds the pod at PodInitializing.
+        for cs in [*init, *(status.get("containerStatuses") or [])]:
             state = cs.get("state") or {}
             restarts += int(cs.get("restartCount") or 0)
-            started = started or bool(cs.get("started"))
-            if "waiting" in state:
-                waiting_reason = state["waiting"].get("reason")
-                waiting_message = state["waiting"].get("message")
+            if cs not in init:
+                started = started or bool(cs.get("started"))
+            waiting = state.get("waiting")
+            if isinstance(waiting, dict) and (waiting_reason is None or waiting_reason in STARTING_REASONS):
+                waiting_reason = waiting.get("reason")
+                waiting_message = waiting.get("message")
             last = (cs.get("lastState") or {}).get("terminated") or state.get("terminated") or {}
-            if last.get("message"):
-                terminated_message = str(last["message"]).strip()
-            if last:
-                terminated_reason = last.get("reason")
-                exit_code = last.get("exitCode")
+            if last and not (cs in init and last.get("exitCode") == 0):  # a finished init container is no news
+                if last.get("message") and terminated_message is None:
+                    terminated_message = str(last["message"]).strip()
+                if terminated_reason is None:
+                    terminated_reason = last.get("reason")
+                    exit_code = last.get("exitCode")
         return cls(
             name=str(meta.get("name", "")),
             variant=str((meta.get("labels") or {}).get(contract.LABEL_VARIANT, "")),
@@ -73,6 +96,9 @@ class PodSummary:
             terminated_reason=terminated_reason,
             exit_code=exit_code,
             restarts=restarts,
+            unschedulable_since=timestamp(scheduled.get("lastTransitionTime")) or created,
+            start_since=timestamp(status.get("startTime")) or created,
+            not_ready_since=None if ready else timestamp(ready_cond.get("lastTransitionTime")),
         )
 
 

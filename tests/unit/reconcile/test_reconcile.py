@@ -78,13 +78,18 @@ def test_scaling_reapplies_only_the_deployment_and_removed_children_are_deleted(
 
 
 def test_insufficient_gpu_reports_the_scheduler_message() -> None:
-    pods = (_pod("chat-base-x", unschedulable_message=SCHED_MSG),)
+    pods = (_pod("chat-base-x", unschedulable_message=SCHED_MSG, unschedulable_since=NOW - timedelta(seconds=30)),)
     plan = reconcile(ModelObject.from_body(model_body()), Observed(pods=pods), SETTINGS, NOW)
     conds = {c["type"]: c for c in plan.status["conditions"]}
     assert conds["Ready"]["status"] == "False" and conds["Ready"]["reason"] == "InsufficientGPU"
     assert SCHED_MSG in conds["Ready"]["message"]
-    assert conds["Degraded"]["status"] == "True"
+    assert conds["Progressing"]["status"] == "True" and conds["Progressing"]["reason"] == "InsufficientGPU"
+    assert conds["Degraded"]["status"] == "False"  # a node may come (cluster autoscaler): transient at first
     assert [e.reason for e in plan.events] == ["InsufficientGPU"] and plan.events[0].type == "Warning"
+    later = reconcile(ModelObject.from_body(model_body()), Observed(pods=pods), SETTINGS, NOW + timedelta(seconds=90))
+    conds = {c["type"]: c for c in later.status["conditions"]}
+    assert conds["Degraded"]["status"] == "True" and conds["Degraded"]["reason"] == "InsufficientGPU"
+    assert conds["Progressing"]["status"] == "False"
 
 
 def test_pod_problems_map_to_reasons() -> None:

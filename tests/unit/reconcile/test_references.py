@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from dialogue_operator.reconcile import ModelObject, Observed, PodSummary, reconcile
@@ -13,6 +13,11 @@ from dialogue_operator.settings import Settings
 def _model(spec: dict[str, Any]) -> ModelObject:
     body = {"metadata": {"name": "m", "namespace": "chat", "uid": "u", "generation": 1}, "spec": spec}
     return ModelObject.from_body(body)
+
+
+def _body(model: ModelObject) -> dict[str, Any]:
+    meta = {"name": model.name, "namespace": model.namespace, "uid": model.uid, "generation": model.generation}
+    return {"metadata": meta, "spec": model.spec.model_dump(mode="json", by_alias=True, exclude_none=True)}
 
 
 def test_references_name_the_secret_source_claim_and_cache_claim_once() -> None:
@@ -72,4 +77,16 @@ def test_a_missing_secret_keeps_a_model_with_ready_pods_from_ready() -> None:
     broken = reconcile(model, Observed(children=children, pods=pods, missing=gone), Settings(), now)
     conditions = {c["type"]: c for c in broken.status["conditions"]}
     assert conditions["Ready"]["status"] == "False" and conditions["Ready"]["reason"] == "SecretNotFound"
-    assert conditions["Degraded"]["status"] == "True" and 'Secret "keys"' in conditions["Degraded"]["message"]
+    # Just noticed (the Secret may be applied right after the model): Progressing, not yet Degraded.
+    assert conditions["Progressing"]["status"] == "True" and conditions["Progressing"]["reason"] == "SecretNotFound"
+    assert conditions["Degraded"]["status"] == "False"
+
+    seen = ModelObject.from_body({**_body(model), "status": broken.status})
+    for after, degraded in ((119, "False"), (120, "True")):
+        later = reconcile(
+            seen, Observed(children=children, pods=pods, missing=gone), Settings(), now + timedelta(seconds=after)
+        )
+        conditions = {c["type"]: c for c in later.status["conditions"]}
+        assert conditions["Ready"]["reason"] == "SecretNotFound" and conditions["Degraded"]["status"] == degraded
+    assert conditions["Degraded"]["reason"] == "SecretNotFound" and 'Secret "keys"' in conditions["Degraded"]["message"]
+    assert conditions["Progressing"]["status"] == "False"
