@@ -273,18 +273,23 @@ def transition_events(before: DialogueModelStatus, after: DialogueModelStatus) -
 def with_served_name_conflict(
     status: DialogueModelStatus, model: ModelObject, message: str, now: datetime
 ) -> DialogueModelStatus:
-    """Ready=False, reason ServedNameConflict: an older model of the namespace holds the served name."""
+    """Ready=False, Degraded=True, reason ServedNameConflict: an older model of the namespace holds the served
+    name. Terminal: it lasts until one of the two models changes its name or goes."""
     stamp = now.strftime("%Y-%m-%dT%H:%M:%SZ")
-    ready = _condition(
-        model.status,
-        st.CONDITION_READY,
-        "False",
-        st.REASON_SERVED_NAME_CONFLICT,
-        message,
-        generation=model.generation,
-        now=stamp,
-    )
-    conditions = [ready if c.type == st.CONDITION_READY else c for c in status.conditions]
+    verdict = {st.CONDITION_READY: "False", st.CONDITION_PROGRESSING: "False", st.CONDITION_DEGRADED: "True"}
+
+    def conflict(type_: str) -> Condition:
+        return _condition(
+            model.status,
+            type_,
+            verdict[type_],
+            st.REASON_SERVED_NAME_CONFLICT,
+            message,
+            generation=model.generation,
+            now=stamp,
+        )
+
+    conditions = [conflict(c.type) if c.type in verdict else c for c in status.conditions]
     return status.model_copy(update={"conditions": conditions})
 
 

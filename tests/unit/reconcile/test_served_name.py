@@ -67,6 +67,9 @@ def test_conflict_makes_ready_false_with_a_warning_event() -> None:
     plan = reconcile(model, Observed(), Settings(), NOW, served_name_conflict=message)
     ready = next(c for c in plan.status["conditions"] if c["type"] == "Ready")
     assert (ready["status"], ready["reason"], ready["message"]) == ("False", "ServedNameConflict", message)
+    conds = {c["type"]: (c["status"], c["reason"]) for c in plan.status["conditions"]}
+    assert conds["Degraded"] == ("True", "ServedNameConflict")  # terminal: lasts until a name changes
+    assert conds["Progressing"] == ("False", "ServedNameConflict")
     assert [(e.type, e.reason) for e in plan.events] == [("Warning", "ServedNameConflict")]
     assert plan.apply  # the children are still built: the model answers to its name and namespace/name
 
