@@ -29,6 +29,7 @@ REASON_PENDING = "Pending"
 REASON_SCALED_TO_ZERO = "ScaledToZero"
 REASON_SECRET_NOT_FOUND = "SecretNotFound"  # noqa: S105 (a condition reason, not a password)
 REASON_CLAIM_NOT_FOUND = "ClaimNotFound"
+REASON_CLAIM_PENDING = "ClaimPending"  # the scheduler waits for the model's claim to bind
 REASON_SERVED_NAME_CONFLICT = "ServedNameConflict"
 REASON_RECONCILED = "Reconciled"
 REASON_AS_EXPECTED = "AsExpected"

@@ -22,6 +22,10 @@ from dialogue_operator.api import status as st
 from dialogue_operator.reconcile.observed import CONFIG_ERROR_REASONS, IMAGE_PULL_REASONS, PodSummary
 
 GPU_SHORTAGE_MARKER = "Insufficient nvidia.com/gpu"
+# The scheduler's words for a claim that is not bound yet (`pod has unbound immediate PersistentVolumeClaims`)
+# and for one that does not exist (`persistentvolumeclaim "models" not found`).
+UNBOUND_CLAIM_MARKER = "unbound immediate PersistentVolumeClaims"
+MISSING_CLAIM_PATTERN = re.compile(r'persistentvolumeclaim "[^"]*" not found')
 MESSAGE_LIMIT = 1024
 # How long a transient problem may last before it is a failure (Degraded=True): long enough for a Secret or
 # claim applied with the model, a cluster autoscaler's node or a retried pull; short enough to page someone.
@@ -78,6 +82,10 @@ def _said(pod: PodSummary) -> str:
 def _unschedulable(pod: PodSummary, message: str) -> Problem:
     if GPU_SHORTAGE_MARKER in message:
         return Problem(st.REASON_INSUFFICIENT_GPU, _clip(message), 50, since=pod.unschedulable_since)
+    if MISSING_CLAIM_PATTERN.search(message):
+        return Problem(st.REASON_CLAIM_NOT_FOUND, _clip(message), 45, since=pod.unschedulable_since)
+    if UNBOUND_CLAIM_MARKER in message:
+        return Problem(st.REASON_CLAIM_PENDING, _clip(message), 45, since=pod.unschedulable_since)
     return Problem(st.REASON_UNSCHEDULABLE, _clip(message), 40, since=pod.unschedulable_since)
 
 

@@ -145,8 +145,27 @@ def test_a_message_echoing_its_own_end_is_not_doubled() -> None:
         "lastTransitionTime": STAMP,
     }
     conds = _conditions(_pod(scheduled=scheduled, ready={"type": "Ready", "status": "False"}), timedelta(0))
-    assert conds["Ready"] == ("False", "Unschedulable", 'persistentvolumeclaim "models" not found.')
-    assert conds["Progressing"][:2] == ("True", "Unschedulable") and conds["Degraded"][0] == "False"
+    assert conds["Ready"] == ("False", "ClaimNotFound", 'persistentvolumeclaim "models" not found.')
+    assert conds["Progressing"][:2] == ("True", "ClaimNotFound") and conds["Degraded"][0] == "False"
+
+
+def test_a_claim_still_binding_is_claim_pending_then_degraded() -> None:
+    message = (
+        "0/1 nodes are available: pod has unbound immediate PersistentVolumeClaims. preemption: 0/1 nodes are "
+        "available: 1 Preemption is not helpful for scheduling."
+    )
+    scheduled = {
+        "type": "PodScheduled",
+        "status": "False",
+        "reason": "Unschedulable",
+        "message": message,
+        "lastTransitionTime": STAMP,
+    }
+    pod = _pod(scheduled=scheduled, ready={"type": "Ready", "status": "False"})
+    early = _conditions(pod, JUST_BEFORE)
+    assert early["Ready"] == ("False", "ClaimPending", message)
+    assert early["Progressing"][:2] == ("True", "ClaimPending") and early["Degraded"][0] == "False"
+    assert _conditions(pod, GRACE_PERIOD)["Degraded"] == ("True", "ClaimPending", message)
 
 
 def test_creating_and_loading_stay_progressing_however_long_they_take() -> None:
