@@ -203,3 +203,37 @@ def test_a_crash_loop_is_degraded_at_once() -> None:
     conds = _conditions(pod, timedelta(seconds=1))
     assert conds["Degraded"] == ("True", "EngineFailed", "chat-base-7d9f: engine failed: weights truncated")
     assert conds["Progressing"][:2] == ("False", "EngineFailed")
+
+
+def _model_with(ready: dict[str, Any] | None) -> ModelObject:
+    body = model_body()
+    return ModelObject.from_body({**body, "status": {"conditions": [ready]} if ready else {}})
+
+
+CLAIM_GONE = (("ClaimNotFound", 'PersistentVolumeClaim "models" not found in namespace team-a (spec.model.source)'),)
+
+
+def _missing_conditions(model: ModelObject, at: datetime) -> dict[str, tuple[str, str, str]]:
+    plan = reconcile(model, Observed(missing=CLAIM_GONE), Settings(), at)
+    return {c["type"]: (c["status"], c["reason"], c["message"]) for c in plan.status["conditions"]}
+
+
+def test_a_missing_claim_is_timed_from_when_the_model_stopped_being_ready() -> None:
+    was_ready = {"type": "Ready", "status": "True", "reason": "Available", "lastTransitionTime": "2026-12-06T12:00:00Z"}
+    first = reconcile(_model_with(was_ready), Observed(missing=CLAIM_GONE), Settings(), T0)
+    conds = {c["type"]: (c["status"], c["reason"]) for c in first.status["conditions"]}
+    assert conds == {
+        "Ready": ("False", "ClaimNotFound"),
+        "Progressing": ("True", "ClaimNotFound"),
+        "Degraded": ("False", "AsExpected"),
+    }
+    seen = ModelObject.from_body({**model_body(), "status": first.status})
+    assert _missing_conditions(seen, T0 + JUST_BEFORE)["Degraded"][0] == "False"
+    late = _missing_conditions(seen, T0 + GRACE_PERIOD)
+    assert late["Degraded"] == ("True", *CLAIM_GONE[0]) and late["Progressing"][0] == "False"
+
+
+def test_a_new_model_gets_the_grace_period_from_its_first_status() -> None:
+    assert _missing_conditions(_model_with(None), T0)["Degraded"][0] == "False"
+    long_not_ready = {"type": "Ready", "status": "False", "reason": "Pending", "lastTransitionTime": STAMP}
+    assert _missing_conditions(_model_with(long_not_ready), T0 + timedelta(minutes=10))["Degraded"][0] == "True"
