@@ -111,10 +111,22 @@ def _crashed(pod: PodSummary) -> Problem | None:
 
 
 def _running(pod: PodSummary) -> Problem:
-    """A running engine that is not Ready: loading while the startup probe has not passed, else unhealthy."""
+    """A running engine that is not Ready: loading until its probes first pass, unhealthy when it went unready.
+
+    The pod's Ready=False is older than the engine's start while the engine never was Ready (the startup probe,
+    then the first readiness check, are pending: the kubelet restarts it if they fail); a Ready=False newer than
+    the start means the engine was Ready and its readiness probe now fails.
+    """
     restarted = f" ({pod.restarts} restarts)" if pod.restarts else ""
-    if not pod.started:
-        return Problem(st.REASON_MODEL_LOADING, f"{pod.name}: engine starting, waiting for /health{restarted}", 10)
+    went_unready = (
+        pod.started
+        and pod.not_ready_since is not None
+        and pod.running_since is not None
+        and pod.not_ready_since > pod.running_since
+    )
+    if not went_unready:
+        waiting = "its readiness probe" if pod.started else "/health"
+        return Problem(st.REASON_MODEL_LOADING, f"{pod.name}: engine starting, waiting for {waiting}{restarted}", 10)
     return Problem(
         st.REASON_ENGINE_NOT_READY,
         f"{pod.name}: engine started but its readiness probe fails{restarted}",

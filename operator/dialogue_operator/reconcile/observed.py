@@ -46,6 +46,7 @@ class PodSummary:
     unschedulable_since: datetime | None = None  # PodScheduled=False lastTransitionTime (else creation)
     start_since: datetime | None = None  # status.startTime, the kubelet took the pod (else creation)
     not_ready_since: datetime | None = None  # Ready=False lastTransitionTime
+    running_since: datetime | None = None  # the engine container's state.running.startedAt
 
     @classmethod
     def from_pod(cls, pod: dict[str, Any]) -> PodSummary:
@@ -63,6 +64,7 @@ class PodSummary:
         waiting_reason = waiting_message = terminated_message = terminated_reason = None
         exit_code: int | None = None
         started = False
+        running_since: datetime | None = None
         restarts = 0
         init = status.get("initContainerStatuses") or []
         # Init containers first: one that cannot be created or keeps failing holds the pod at PodInitializing.
@@ -71,6 +73,7 @@ class PodSummary:
             restarts += int(cs.get("restartCount") or 0)
             if cs not in init:
                 started = started or bool(cs.get("started"))
+                running_since = running_since or timestamp((state.get("running") or {}).get("startedAt"))
             waiting = state.get("waiting")
             if isinstance(waiting, dict) and (waiting_reason is None or waiting_reason in STARTING_REASONS):
                 waiting_reason = waiting.get("reason")
@@ -99,6 +102,7 @@ class PodSummary:
             unschedulable_since=timestamp(scheduled.get("lastTransitionTime")) or created,
             start_since=timestamp(status.get("startTime")) or created,
             not_ready_since=None if ready else timestamp(ready_cond.get("lastTransitionTime")),
+            running_since=running_since,
         )
 
 

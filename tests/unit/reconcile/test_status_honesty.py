@@ -192,6 +192,20 @@ def test_a_readiness_probe_failing_after_start_is_engine_not_ready_then_degraded
     assert _conditions(pod, GRACE_PERIOD)["Degraded"][:2] == ("True", "EngineNotReady")
 
 
+def test_an_engine_just_past_its_startup_probe_is_still_loading_not_unready() -> None:
+    # Ready=False since the pod started (12:00:00), the engine started at 12:00:05 and loaded for 10 minutes:
+    # the first readiness check is pending, which is no failure however long the load took.
+    ready = {"type": "Ready", "status": "False", "reason": "ContainersNotReady", "lastTransitionTime": STAMP}
+    pod = _pod(state={"running": {"startedAt": "2026-12-07T12:00:05Z"}}, started=True, ready=ready)
+    conds = _conditions(pod, timedelta(minutes=10))
+    assert conds["Ready"] == (
+        "False",
+        "ModelLoading",
+        "chat-base-7d9f: engine starting, waiting for its readiness probe",
+    )
+    assert conds["Degraded"][0] == "False"
+
+
 def test_a_crash_loop_is_degraded_at_once() -> None:
     pod = _pod(
         state={"waiting": {"reason": "CrashLoopBackOff", "message": "back-off 10s restarting failed container=engine"}},
