@@ -16,13 +16,17 @@ def main(argv: list[str]) -> int:
     up.add_argument("--kwok-nodes", type=int, default=DEFAULT_KWOK_NODES, help="KWOK GPU nodes to create")
     up.add_argument("--port-base", type=int, default=None, help="first of 6 consecutive ports (default 6443)")
     up.add_argument("--no-process-nodes", action="store_true", help="do not start the process-backed nodes")
+    up.add_argument("--no-real-node", action="store_true", help="do not start the real node (kubelet, containerd)")
     sub.add_parser("down", help="stop every process of the cluster and remove its etcd data")
     sub.add_parser("status", help="components, nodes Ready, kubeconfig path")
     args = parser.parse_args(argv)
     try:
         if args.command == "up":
             cluster = LocalCluster(
-                port_base=args.port_base, kwok_nodes=args.kwok_nodes, process_nodes=not args.no_process_nodes
+                port_base=args.port_base,
+                kwok_nodes=args.kwok_nodes,
+                process_nodes=not args.no_process_nodes,
+                real_node=not args.no_real_node,
             )
             cluster.up()
             print(f"export KUBECONFIG={cluster.kubeconfig}")

@@ -16,6 +16,7 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+from e2e import images
 from e2e.cluster import components as comp
 from e2e.cluster import procs
 from e2e.cluster.api import Api
@@ -23,6 +24,7 @@ from e2e.cluster.build import Binaries, binaries
 from e2e.cluster.layout import ClusterInfo, Layout, Ports, default_port_base, default_state_dir
 from e2e.cluster.nodes import NODE_KIND_LABEL, kwok_gpu_node, kwok_node_name, node_is_ready
 from e2e.cluster.procs import ClusterError, PidFile
+from e2e.cluster.realnode import RealNode
 
 CONTROL_PLANE = ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kwok")
 PODRUNNER_MODULE = Path(__file__).resolve().parent / "podrunner" / "__main__.py"
@@ -39,6 +41,7 @@ class LocalCluster:
         port_base: int | None = None,
         kwok_nodes: int = DEFAULT_KWOK_NODES,
         process_nodes: bool = True,
+        real_node: bool = True,
         out: Callable[[str], None] | None = None,
         bins: Binaries | None = None,
     ) -> None:
@@ -49,6 +52,7 @@ class LocalCluster:
         self.ports = Ports.from_base(port_base)
         self.kwok_nodes = kwok_nodes
         self.process_nodes = process_nodes
+        self.real_node = real_node
         self._out = out or (lambda line: print(line, flush=True))
         self._bins = bins  # None: the cached builds of build.py
 
@@ -71,6 +75,10 @@ class LocalCluster:
             self._bins = binaries()
         return self._bins
 
+    def node(self) -> RealNode:
+        """The real node (kubelet + containerd) of this cluster, started by `up` unless `real_node=False`."""
+        return RealNode(self.layout, self.ports, kubelet=self.bins.kubelet, kubectl=self.kubectl, out=self._out)
+
     def api(self) -> Api:
         return Api(self.ports.apiserver, self.layout.pki_dir / "ca.crt", self.layout.pair("admin"))
 
@@ -87,6 +95,7 @@ class LocalCluster:
     def components(self) -> list[str]:
         names = list(CONTROL_PLANE)
         names += [f"podrunner-{n}" for n in comp.PROCESS_NODES]
+        names += self.node().components()
         return names
 
     def pid(self, component: str) -> int | None:
@@ -147,6 +156,7 @@ class LocalCluster:
             port_base=ports.apiserver,
             kwok_nodes=self.kwok_nodes,
             process_nodes=list(comp.PROCESS_NODES) if self.process_nodes else [],
+            real_node=self.real_node,
             started_at=dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
         ).save(layout.info_file)
         with self._step("certificates and kubeconfigs written"):
@@ -181,6 +191,14 @@ class LocalCluster:
             )
         if self.process_nodes:
             self._start_process_nodes()
+        if self.real_node:
+            self._start_real_node()
+
+    def _start_real_node(self) -> None:
+        with self._step("images for the real node ready"):
+            built = images.node_images(out=self._out)
+        with self._step("real node Ready"):
+            self.node().up(sandbox_image=built.sandbox_ref, archives=built.archives, wait=self._wait)
 
     def _start_process_nodes(self) -> None:
         if not PODRUNNER_MODULE.is_file():
@@ -193,6 +211,7 @@ class LocalCluster:
 
     def down(self, *, quiet: bool = False) -> None:
         """Stops every component by pid (SIGTERM, wait, SIGKILL) and removes etcd's tmpfs data."""
+        self.node().down()  # first: its containers, mounts and network namespace, then the processes below
         for component in reversed(self.components()):
             pidfile = self._pidfile(component)
             started = time.monotonic()

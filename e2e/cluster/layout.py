@@ -112,6 +112,7 @@ class ClusterInfo:
     kwok_nodes: int
     process_nodes: list[str]
     started_at: str
+    real_node: bool = False
 
     def save(self, path: Path) -> None:
         path.write_text(json.dumps(asdict(self), indent=2) + "\n")

@@ -57,6 +57,9 @@ REAL_NODE = "real-0"
 REAL_NODE_KIND = "real"
 REAL_NODE_GPUS = 4
 REAL_NODE_GPU_PRODUCT = "NVIDIA-L4"
+# Only pods that ask for the real node land on it (a nodeSelector and this toleration): the many tests that place
+# GPU pods on KWOK nodes must not start real containers by chance.
+REAL_NODE_TAINT = {"key": NODE_KIND_LABEL, "value": REAL_NODE_KIND, "effect": "NoSchedule"}
 SERVICE_HOST = "10.96.0.1"  # the `kubernetes` Service's ClusterIP (first of SERVICE_CLUSTER_IP_RANGE)
 POD_NETS = ipaddress.ip_network("10.244.0.0/16")  # one /24 per cluster
 LINK_NETS = ipaddress.ip_network("10.245.0.0/16")  # one /30 per cluster
@@ -394,7 +397,7 @@ class RealNode:
         started = time.monotonic()
         self._start("kubelet", [*nsenter, *self._kubelet_argv()])
         wait(self.component("kubelet"), self._node_ready, timeout_s=120, what="Ready")
-        self._advertise_gpus()
+        self._advertise_gpus(wait)
         self.out(f"real node: kubelet registered {REAL_NODE} Ready with {REAL_NODE_GPUS} {GPU_RESOURCE} "
                  f"({time.monotonic() - started:.1f} s)")  # fmt: skip
 
@@ -498,6 +501,7 @@ class RealNode:
             f"--node-ip={self.net.node_ip}",
             f"--hostname-override={REAL_NODE}",
             "--node-labels=" + ",".join(f"{k}={v}" for k, v in labels.items()),
+            f"--register-with-taints={REAL_NODE_TAINT['key']}={REAL_NODE_TAINT['value']}:{REAL_NODE_TAINT['effect']}",
             f"--volume-plugin-dir={self.dir / 'kubelet' / 'volume-plugins'}",
             "--v=1",
         ]
@@ -509,7 +513,16 @@ class RealNode:
         conditions = json.loads(proc.stdout).get("status", {}).get("conditions") or []
         return any(c.get("type") == "Ready" and c.get("status") == "True" for c in conditions)
 
-    def _advertise_gpus(self) -> None:
-        patch = [{"op": "add", "path": f"/status/capacity/{GPU_RESOURCE.replace('/', '~1')}",
-                  "value": str(REAL_NODE_GPUS)}]  # fmt: skip
-        self.kubectl("patch", "node", REAL_NODE, "--subresource=status", "--type=json", "-p", json.dumps(patch))
+    def _advertise_gpus(self, wait: Callable[..., None]) -> None:
+        """PATCH the extended resource into the node's capacity; the kubelet derives allocatable from it on its
+        next status update (within nodeStatusReportFrequency), which is when the scheduler can use it."""
+        key = GPU_RESOURCE.replace("/", "~1")
+        patch = json.dumps([{"op": "add", "path": f"/status/capacity/{key}", "value": str(REAL_NODE_GPUS)}])
+        self.kubectl("patch", "node", REAL_NODE, "--subresource=status", "--type=json", "-p", patch)
+
+        def allocatable() -> bool:
+            proc = self.kubectl("get", "node", REAL_NODE, "-o", "json", check=False)
+            node = json.loads(proc.stdout) if proc.returncode == 0 else {}
+            return bool(node.get("status", {}).get("allocatable", {}).get(GPU_RESOURCE) == str(REAL_NODE_GPUS))
+
+        wait(self.component("kubelet"), allocatable, timeout_s=60, what=f"allocatable {GPU_RESOURCE}")
