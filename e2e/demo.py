@@ -1,9 +1,10 @@
 """The one-command demo: a local cluster, the operator and the gateway from the Helm chart, and a real SmolLM2 chat.
 
 `python -m e2e.demo` (what `make demo` runs after `python -m e2e.setup all`):
-1. starts a local cluster in `.demo/cluster` (real control plane, a few KWOK GPU nodes, the process-backed nodes);
+1. starts a local cluster in `.demo/cluster` (real control plane, a few KWOK GPU nodes, a real node: kubelet +
+   containerd running the project's images);
 2. installs the chart `charts/dialogue-operator` with the gateway enabled; the operator and the gateway run as
-   pods on the process-backed CPU node, with the chart's ServiceAccounts and RBAC;
+   containers on the real node, with the chart's ServiceAccounts and RBAC;
 3. binds a `model-cache` PersistentVolumeClaim to the converted SmolLM2 folder and applies
    `examples/smollm2-chat.yaml`; prints the DialogueModel's conditions as the engine loads;
 4. prints an OpenAI-compatible URL (for `curl` from a second terminal) and opens a streaming chat.
@@ -29,7 +30,9 @@ from typing import Any
 from e2e import chat, engine_env
 from e2e.cluster.build import binaries
 from e2e.cluster.harness import LocalCluster
+from e2e.cluster.nodes import NODE_KIND_LABEL
 from e2e.cluster.procs import ClusterError
+from e2e.cluster.realnode import REAL_NODE_KIND, REAL_NODE_TAINT
 
 ROOT = Path(__file__).resolve().parents[1]
 DEMO_DIR = ROOT / ".demo"
@@ -39,6 +42,18 @@ RELEASE = "dialogue-operator"
 MODEL = "smollm2"
 GATEWAY_PORT = 8080
 LOAD_TIMEOUT_S = 900.0
+
+
+# The operator and the gateway run in containers of the project's images on the real node (kubelet + containerd),
+# which only admits pods that tolerate its taint.
+ON_REAL_NODE = {
+    "nodeSelector": {NODE_KIND_LABEL: REAL_NODE_KIND},
+    "tolerations": [{**REAL_NODE_TAINT, "operator": "Equal"}],
+}
+# Degraded for these will not heal by waiting (transient states turn Degraded only past the grace period).
+TERMINAL_REASONS = {"EngineFailed", "ImagePullFailed", "InvalidSpec", "ContainerConfigError", "OOMKilled"}
+RESTRICTED_LABEL = "pod-security.kubernetes.io/enforce"
+CHART_VALUES = {**ON_REAL_NODE, "gateway": {"enabled": True, **ON_REAL_NODE}}
 
 
 class DemoError(RuntimeError):
@@ -97,17 +112,15 @@ def install_chart(cluster: LocalCluster) -> None:
         "--namespace",
         SYSTEM_NAMESPACE,
         "--create-namespace",
-        "--set",
-        "gateway.enabled=true",
-        "--set-string",
-        "nodeSelector.dialogue\\.dev/node-kind=process",
-        "--set-string",
-        "gateway.nodeSelector.dialogue\\.dev/node-kind=process",
+        "--values",
+        "-",
         "--wait",
         "--timeout",
         "5m",
     ]
-    done = subprocess.run(args, capture_output=True, text=True, check=False, timeout=400)
+    done = subprocess.run(
+        args, input=json.dumps(CHART_VALUES), capture_output=True, text=True, check=False, timeout=400
+    )
     if done.returncode != 0:
         raise DemoError(f"helm install failed: {(done.stderr or done.stdout).strip()[-800:]}")
 
@@ -133,7 +146,7 @@ def wait_ready(cluster: LocalCluster, timeout_s: float = LOAD_TIMEOUT_S) -> None
         if ready and ready[0] == "True":
             return
         degraded = seen.get("Degraded")
-        if degraded and degraded[0] == "True" and degraded[1] in {"EngineFailed", "ImagePullFailed", "InvalidSpec"}:
+        if degraded and degraded[0] == "True" and degraded[1] in TERMINAL_REASONS:
             raise DemoError(f"the model failed to load: {degraded[1]}: {degraded[2]}")
         time.sleep(2)
     raise DemoError(
@@ -177,7 +190,9 @@ def up(cluster: LocalCluster) -> str:
     model_dir = engine_env.smollm2_dir()
     if not model_dir.is_dir():
         raise DemoError(f"the SmolLM2 folder {model_dir} is missing; run `python -m e2e.setup engine`")
-    cluster.kubectl("create", "namespace", NAMESPACE, check=False)
+    for namespace in (NAMESPACE, SYSTEM_NAMESPACE):  # both enforce the `restricted` Pod Security level
+        cluster.kubectl("create", "namespace", namespace, check=False)
+        cluster.kubectl("label", "namespace", namespace, f"{RESTRICTED_LABEL}=restricted", "--overwrite")
     cluster.kubectl("apply", "-f", "-", input=model_volume_manifests(model_dir))
     say("installing the chart (operator + gateway) ...")
     install_chart(cluster)

