@@ -57,6 +57,7 @@ def _cluster(state: Path, nodes: int, log: list[str], etcd: Path | None = None) 
         port_base=free_port_block(),
         kwok_nodes=nodes,
         process_nodes=False,
+        real_node=False,  # the control plane's own cost; the real node is measured on its own
         out=log.append,
         bins=dataclasses.replace(bins, etcd=etcd) if etcd else bins,
     )

