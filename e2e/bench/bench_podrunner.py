@@ -1,28 +1,37 @@
-"""Benchmark of the process-backed node: how fast pods that really run become Ready and go away, side by side with
-the same Deployment on KWOK nodes (where nothing runs), and what the pod runner itself costs."""
+"""Benchmark of the nodes whose pods really run: how fast pods become Ready and go away on the real node (kubelet +
+containerd + runc, the project's image) and on the process-backed node, side by side with the same Deployment on
+KWOK nodes (where nothing runs); what the kubelet, containerd and the pod runner cost; the images' sizes and build
+times (from the image cache's records)."""
 
 from __future__ import annotations
 
+import json
 import os
 import time
 import uuid
 from collections.abc import Callable
 from typing import Any
 
+from e2e import images
 from e2e.cluster.harness import LocalCluster
+from e2e.cluster.realnode import REAL_NODE_TAINT
 
-TITLE = "Process-backed node (pod runner): pod start/stop latency vs KWOK, runner cost"
+TITLE = "Nodes that run pods: real node (kubelet + containerd) and process-backed node vs KWOK; images"
 REPLICAS = (1, 10)
 TIMEOUT_S = 180.0
 
 
 def _deployment(name: str, replicas: int, kind: str) -> str:
-    placement = (
-        "nodeSelector: {kubernetes.io/hostname: proc-cpu-0}"
-        if kind == "process"
-        else "nodeSelector: {dialogue.dev/node-kind: kwok}\n      "
-        "tolerations: [{key: nvidia.com/gpu, operator: Exists, effect: NoSchedule}]"
-    )
+    placement = {
+        "process": "nodeSelector: {kubernetes.io/hostname: proc-cpu-0}",
+        "real": "nodeSelector: {dialogue.dev/node-kind: real}\n      "
+        f"tolerations: [{{key: {REAL_NODE_TAINT['key']}, operator: Equal, value: {REAL_NODE_TAINT['value']}, "
+        "effect: NoSchedule}]",
+        "kwok": "nodeSelector: {dialogue.dev/node-kind: kwok}\n      "
+        "tolerations: [{key: nvidia.com/gpu, operator: Exists, effect: NoSchedule}]",
+    }[kind]
+    # The real node runs only images it holds (no registry): the operator image has the same python3.
+    image = images.image_ref("operator") if kind == "real" else "python:3.11-slim"
     return f"""
 apiVersion: apps/v1
 kind: Deployment
@@ -37,7 +46,8 @@ spec:
       terminationGracePeriodSeconds: 5
       containers:
       - name: web
-        image: python:3.11-slim
+        image: {image}
+        imagePullPolicy: IfNotPresent
         command: ["python3", "-m", "http.server", "--bind", "$(POD_IP)", "8080"]
         env: [{{name: POD_IP, valueFrom: {{fieldRef: {{fieldPath: status.podIP}}}}}}]
         ports: [{{name: http, containerPort: 8080}}]
@@ -92,41 +102,63 @@ def _measure(cluster: LocalCluster, namespace: str, kind: str, replicas: int) ->
     return ready_s, time.monotonic() - started
 
 
+def _images_table() -> list[str]:
+    rows = ["| image | size (OCI archive) | last build |", "| --- | --- | --- |"]
+    for record in sorted(images.cache_dir().glob("*.json")):
+        data = json.loads(record.read_text())
+        rows.append(f"| `{data['ref']}` | {data['size_bytes'] / 1e6:.0f} MB | {data['build_seconds']:.0f} s |")
+    return rows
+
+
 def run() -> str:
     cluster = LocalCluster(out=lambda line: None)
     started_here = cluster.up()
     namespace = f"bench-podrunner-{uuid.uuid4().hex[:5]}"
     cluster.kubectl("create", "namespace", namespace)
     runner = cluster.pid("podrunner-proc-cpu-0")
-    if runner is None:
-        raise RuntimeError("the process-backed node proc-cpu-0 is not running")
+    kubelet, containerd = cluster.node().pid("kubelet"), cluster.node().pid("containerd")
+    if runner is None or kubelet is None or containerd is None:
+        raise RuntimeError("the process-backed node proc-cpu-0 or the real node is not running")
     rows = []
     try:
-        rss_idle = _rss_mib(runner)
+        rss_idle = {name: _rss_mib(pid) for name, pid in (("runner", runner), ("kubelet", kubelet),
+                                                           ("containerd", containerd))}  # fmt: skip
         cpu_before = _cpu_s(runner)
         wall_before = time.monotonic()
         for replicas in REPLICAS:
+            real = _measure(cluster, namespace, "real", replicas)
             process = _measure(cluster, namespace, "process", replicas)
             kwok = _measure(cluster, namespace, "kwok", replicas)
-            rows.append(f"| {replicas} | {process[0]:.1f} s | {kwok[0]:.1f} s | {process[1]:.1f} s | {kwok[1]:.1f} s |")
+            rows.append(
+                f"| {replicas} | {real[0]:.1f} s | {process[0]:.1f} s | {kwok[0]:.1f} s "
+                f"| {real[1]:.1f} s | {process[1]:.1f} s | {kwok[1]:.1f} s |"
+            )
         cpu_share = (_cpu_s(runner) - cpu_before) / (time.monotonic() - wall_before)
-        rss_after = _rss_mib(runner)
+        rss_after = {name: _rss_mib(pid) for name, pid in (("runner", runner), ("kubelet", kubelet),
+                                                            ("containerd", containerd))}  # fmt: skip
     finally:
         cluster.kubectl("delete", "namespace", namespace, "--wait=false", check=False)
         if started_here:
             cluster.down(quiet=True)
+    memory = ", ".join(f"{n} {rss_idle[n]:.0f} MiB before / {rss_after[n]:.0f} MiB after" for n in rss_idle)
     return "\n".join(
         [
             "Load: a Deployment of `python3 -m http.server` bound to `$(POD_IP)` with an HTTP readiness probe",
             "(period 1 s), applied, waited until every replica is Ready, then scaled to 0 and waited until every",
-            "pod object is gone. Same manifest on `proc-cpu-0` (processes really run, probes really run, SIGTERM",
-            "on delete) and on KWOK nodes (nothing runs; Ready is simulated), measured in the same run.",
+            "pod object is gone. Same manifest on the real node `real-0` (containers from the operator image,",
+            "imported, no pull), on `proc-cpu-0` (processes really run, probes really run, SIGTERM on delete)",
+            "and on KWOK nodes (nothing runs; Ready is simulated), measured in the same run.",
             "",
-            "| replicas | Ready, process node | Ready, KWOK | gone after scale 0, process node | gone, KWOK |",
-            "| --- | --- | --- | --- | --- |",
+            "| replicas | Ready, real node | Ready, process node | Ready, KWOK | gone after scale 0, real node "
+            "| gone, process node | gone, KWOK |",
+            "| --- | --- | --- | --- | --- | --- | --- |",
             *rows,
             "",
-            f"Pod runner (proc-cpu-0): resident memory {rss_idle:.0f} MiB before, {rss_after:.0f} MiB after; "
-            f"CPU {cpu_share * 100:.1f} % of one core on average during the runs (probes, status patches, watches).",
+            f"Resident memory: {memory}. Pod runner CPU {cpu_share * 100:.1f} % of one core on average during "
+            "the runs (probes, status patches, watches).",
+            "",
+            "Images (`make images`; buildah, bases from Debian packages; cold build times as recorded):",
+            "",
+            *_images_table(),
         ]
     )
