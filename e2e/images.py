@@ -205,8 +205,17 @@ class Builder:
             self.buildah("commit", "--quiet", container, ref, what="committing the base")
         finally:
             self.buildah("rm", container, what="removing the working container")
+        self._drop_other_tags(ref)
         self.out(f"images: base {ref} built ({time.monotonic() - started:.0f} s)")
         return ref
+
+    def _drop_other_tags(self, keep: str) -> None:
+        """Removes the earlier builds of a base (other keys of the same repository) from buildah's storage."""
+        repository = keep.rsplit(":", 1)[0]
+        listed = self.buildah("images", "--format", "{{.Name}}:{{.Tag}}", what="listing images").splitlines()
+        for ref in listed:
+            if ref.rsplit(":", 1)[0] == repository and ref != keep:
+                self.buildah("rmi", ref, what=f"removing the earlier {ref}")
 
     # ---- images --------------------------------------------------------------------------------------------
     def _metadata(self, name: str) -> Path:
@@ -229,6 +238,10 @@ class Builder:
         self.buildah("push", "--quiet", "--disable-compression", local_ref, f"oci-archive:{tmp}:{ref}",
                      what=f"writing the archive of {name}")  # fmt: skip
         tmp.rename(archive)
+        # The archive is the product: the image leaves buildah's storage (vfs keeps a full copy per layer), and
+        # so do images left untagged by earlier builds. The bases stay, for the next build.
+        self.buildah("rmi", local_ref, what=f"removing {name} from buildah's storage")
+        self.buildah("rmi", "--prune", what="pruning untagged images")
         for old in self.dir.glob(f"{name}-*.oci.tar"):
             if old != archive:
                 old.unlink()
@@ -273,6 +286,7 @@ class Builder:
             self._bud(dockerfile, context, ref, {"BASE": base, **args}, "building the vllm-cpu engine base")
         finally:
             shutil.rmtree(context, ignore_errors=True)
+        self._drop_other_tags(ref)
         self.out(f"images: engine base {ref} built ({time.monotonic() - started:.0f} s)")
         return ref, key
 
