@@ -133,6 +133,9 @@ def test_smollm2_in_a_real_container_serves_answers_and_stops_with_its_model(
         if ip and http_json(f"http://{ip}:8000/health", timeout_s=2)[0] != 200:
             loading_seen = True
         assert condition(dm).get("reason") not in {"EngineFailed", "CrashLooping", "ImagePullFailed"}, condition(dm)
+        # A healthy start (claim binding, image unpacking, pod creating, vLLM loading) is progress: kstatus
+        # readers (Argo CD) must never see it as failed.
+        assert condition(dm, "Degraded").get("status") != "True", dm.get("status")
         assert time.monotonic() < deadline, f"not Ready after 420 s: {dm.get('status')}"
         time.sleep(1)
     assert pod is not None and ip, pod
