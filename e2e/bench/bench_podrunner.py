@@ -147,7 +147,10 @@ def run() -> str:
             "(period 1 s), applied, waited until every replica is Ready, then scaled to 0 and waited until every",
             "pod object is gone. Same manifest on the real node `real-0` (containers from the operator image,",
             "imported, no pull), on `proc-cpu-0` (processes really run, probes really run, SIGTERM on delete)",
-            "and on KWOK nodes (nothing runs; Ready is simulated), measured in the same run.",
+            "and on KWOK nodes (nothing runs; Ready is simulated), measured in the same run. In a container",
+            "`http.server` is PID 1 and installs no SIGTERM handler, so the kernel ignores the kubelet's SIGTERM",
+            "and the pod goes after `terminationGracePeriodSeconds` (5 s) with SIGKILL; the project's",
+            "entrypoints (engine supervisor, gateway, operator) handle SIGTERM.",
             "",
             "| replicas | Ready, real node | Ready, process node | Ready, KWOK | gone after scale 0, real node "
             "| gone, process node | gone, KWOK |",
