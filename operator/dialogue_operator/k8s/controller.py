@@ -15,12 +15,15 @@ from typing import Any
 from dialogue_operator.k8s.api import KubeApi, KubeError
 from dialogue_operator.k8s.autoscaler import AutoscalerShell
 from dialogue_operator.k8s.informer import Informer, InformerGroup, ModelKey, pod_summary
+from dialogue_operator.k8s.nodes import GpuProducts
 from dialogue_operator.k8s.references import missing_references
 from dialogue_operator.k8s.resources import CHILD_RESOURCES, POD
 from dialogue_operator.k8s.rollout import RolloutShell
 from dialogue_operator.metrics import OperatorMetrics
 from dialogue_operator.reconcile import InvalidSpec, ModelObject, Observed, reconcile
+from dialogue_operator.reconcile.conditions import worst_problem
 from dialogue_operator.reconcile.core import invalid_status, status_dict
+from dialogue_operator.reconcile.gpu_products import needs_products
 from dialogue_operator.reconcile.served_name import ServedNameClaim, conflict_message, served_name_holder
 from dialogue_operator.settings import Settings
 from dialogue_operator.workqueue import WorkQueue
@@ -59,6 +62,7 @@ class Controller:
         self.api = api
         self.settings = settings
         self._clock = clock
+        self._gpu_products = GpuProducts(api)
         self._weights = weights
         self._autoscaler = autoscaler
         self._rollout = rollout
@@ -232,9 +236,12 @@ class Controller:
                 await self.api.post_event(body, "Warning", "InvalidSpec", str(exc))
             self.metrics.reconcile_errors.labels("InvalidSpec").inc()
             return
+        observed = dataclasses.replace(self.observe(key), missing=await missing_references(self.api, model))
+        if needs_products(worst_problem(observed.pods), model.spec.resources.gpu_product):
+            observed = dataclasses.replace(observed, gpu_products=await self._gpu_products())
         plan = reconcile(
             model,
-            dataclasses.replace(self.observe(key), missing=await missing_references(self.api, model)),
+            observed,
             self.settings,
             now,
             self._weights(model) if self._weights else None,

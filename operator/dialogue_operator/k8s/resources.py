@@ -39,5 +39,6 @@ POD = Resource("Pod", "v1", "pods")
 EVENT = Resource("Event", "v1", "events")
 SECRET = Resource("Secret", "v1", "secrets")
 PVC = Resource("PersistentVolumeClaim", "v1", "persistentvolumeclaims")
+NODE = Resource("Node", "v1", "nodes")
 
 CHILD_RESOURCES: dict[str, Resource] = {r.kind: r for r in (DEPLOYMENT, SERVICE, CONFIG_MAP, PDB, NETWORK_POLICY)}

@@ -25,6 +25,7 @@ from dialogue_operator.reconcile.children import (
 )
 from dialogue_operator.reconcile.conditions import is_failure, missing_problem, worst_problem
 from dialogue_operator.reconcile.deployment import build_deployment
+from dialogue_operator.reconcile.gpu_products import with_products
 from dialogue_operator.reconcile.hashing import needs_apply
 from dialogue_operator.reconcile.labels import child_name, model_selector, selector_string
 from dialogue_operator.reconcile.model import ModelObject
@@ -178,7 +179,7 @@ def build_status(
     total_want = sum(replicas.values())
     total_ready = sum(v.ready_replicas for v in variants)
     serving = [v for v in variants if v.weight > 0]
-    problem = worst_problem(pods)
+    problem = with_products(worst_problem(pods), model.spec.resources.gpu_product, observed.gpu_products)
     gen, prev = model.generation, model.status
     # A missing Secret or claim: not Ready whatever the pods say (KWOK's are Ready at once).
     missing = missing_problem(observed.missing, not_ready_since(prev, now))

@@ -140,6 +140,8 @@ class Observed:
     pods: tuple[PodSummary, ...] = ()
     # Secrets and claims the spec names that do not exist: (reason, message), see reconcile.references.
     missing: tuple[tuple[str, str], ...] = ()
+    # The nodes' nvidia.com/gpu.product labels (sorted), why they could not be read, or None when not read.
+    gpu_products: tuple[str, ...] | str | None = None
 
     def deployment(self, name: str) -> DeploymentSummary | None:
         """Replica counts of the Deployment `name`, if it exists."""
