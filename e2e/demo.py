@@ -30,9 +30,8 @@ from typing import Any
 from e2e import chat, engine_env
 from e2e.cluster.build import binaries
 from e2e.cluster.harness import LocalCluster
-from e2e.cluster.nodes import NODE_KIND_LABEL
 from e2e.cluster.procs import ClusterError
-from e2e.cluster.realnode import REAL_NODE_KIND, REAL_NODE_TAINT
+from e2e.cluster.realnode import ON_REAL_NODE
 
 ROOT = Path(__file__).resolve().parents[1]
 DEMO_DIR = ROOT / ".demo"
@@ -44,12 +43,6 @@ GATEWAY_PORT = 8080
 LOAD_TIMEOUT_S = 900.0
 
 
-# The operator and the gateway run in containers of the project's images on the real node (kubelet + containerd),
-# which only admits pods that tolerate its taint.
-ON_REAL_NODE = {
-    "nodeSelector": {NODE_KIND_LABEL: REAL_NODE_KIND},
-    "tolerations": [{**REAL_NODE_TAINT, "operator": "Equal"}],
-}
 # Degraded for these will not heal by waiting (transient states turn Degraded only past the grace period).
 TERMINAL_REASONS = {"EngineFailed", "ImagePullFailed", "InvalidSpec", "ContainerConfigError", "OOMKilled"}
 RESTRICTED_LABEL = "pod-security.kubernetes.io/enforce"

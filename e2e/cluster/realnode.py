@@ -60,6 +60,11 @@ REAL_NODE_GPU_PRODUCT = "NVIDIA-L4"
 # Only pods that ask for the real node land on it (a nodeSelector and this toleration): the many tests that place
 # GPU pods on KWOK nodes must not start real containers by chance.
 REAL_NODE_TAINT = {"key": NODE_KIND_LABEL, "value": REAL_NODE_KIND, "effect": "NoSchedule"}
+# What a pod (or a DialogueModel's spec.scheduling) adds to land on the real node.
+ON_REAL_NODE = {
+    "nodeSelector": {NODE_KIND_LABEL: REAL_NODE_KIND},
+    "tolerations": [{**REAL_NODE_TAINT, "operator": "Equal"}],
+}
 SERVICE_HOST = "10.96.0.1"  # the `kubernetes` Service's ClusterIP (first of SERVICE_CLUSTER_IP_RANGE)
 POD_NETS = ipaddress.ip_network("10.244.0.0/16")  # one /24 per cluster
 LINK_NETS = ipaddress.ip_network("10.245.0.0/16")  # one /30 per cluster

@@ -21,14 +21,10 @@ from cluster_support import get_json, wait_for
 from e2e import images
 from e2e.cluster.harness import LocalCluster
 from e2e.cluster.procs import free_port
-from e2e.cluster.realnode import REAL_NODE, REAL_NODE_GPUS, REAL_NODE_TAINT
+from e2e.cluster.realnode import ON_REAL_NODE, REAL_NODE, REAL_NODE_GPUS, REAL_NODE_TAINT
 
 pytestmark = [pytest.mark.cluster, pytest.mark.timeout(300)]
 
-ON_REAL_NODE = {
-    "nodeSelector": {"dialogue.dev/node-kind": "real"},
-    "tolerations": [{**REAL_NODE_TAINT, "operator": "Equal"}],
-}
 RESTRICTED_CONTAINER = {
     "allowPrivilegeEscalation": False,
     "readOnlyRootFilesystem": True,

@@ -22,7 +22,7 @@ import yaml
 
 from e2e import engine_env
 from e2e.cluster.harness import LocalCluster
-from e2e.cluster.realnode import REAL_NODE, REAL_NODE_KIND, REAL_NODE_TAINT
+from e2e.cluster.realnode import ON_REAL_NODE, REAL_NODE
 from tests.integration.operator.conftest import (  # noqa: F401  (fixtures used by this module)
     OperatorProcess,
     bind_host_folder,
@@ -36,10 +36,6 @@ from tests.integration.operator.conftest import (  # noqa: F401  (fixtures used 
 pytestmark = [pytest.mark.cluster, pytest.mark.engine, pytest.mark.timeout(600)]
 
 SERVED = "smollm2"
-REAL_NODE_SCHEDULING = {
-    "nodeSelector": {"dialogue.dev/node-kind": REAL_NODE_KIND},
-    "tolerations": [{**REAL_NODE_TAINT, "operator": "Equal"}],
-}
 
 
 def smollm2_model(name: str, path_in_claim: str) -> dict[str, Any]:
@@ -51,7 +47,7 @@ def smollm2_model(name: str, path_in_claim: str) -> dict[str, Any]:
             "model": {"source": f"pvc://models/{path_in_claim}", "servedName": SERVED, "maxContextTokens": 2048},
             "engine": {"env": [{"name": "VLLM_CPU_KVCACHE_SPACE", "value": "1"}]},
             "resources": {"gpus": 1, "memory": "8Gi"},
-            "scheduling": REAL_NODE_SCHEDULING,
+            "scheduling": ON_REAL_NODE,
             "replicas": 1,
             "security": {"networkPolicy": False},
         },

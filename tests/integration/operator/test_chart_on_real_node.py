@@ -21,15 +21,11 @@ import yaml
 
 from e2e import images
 from e2e.cluster.harness import LocalCluster
-from e2e.cluster.realnode import REAL_NODE, REAL_NODE_KIND, REAL_NODE_TAINT
+from e2e.cluster.realnode import ON_REAL_NODE, REAL_NODE
 from tests.integration.operator.conftest import CHART, apply, bind_host_folder, get_json, wait_for, wait_ready
 
 pytestmark = [pytest.mark.cluster, pytest.mark.timeout(420)]
 
-ON_REAL_NODE = {
-    "nodeSelector": {"dialogue.dev/node-kind": REAL_NODE_KIND},
-    "tolerations": [{**REAL_NODE_TAINT, "operator": "Equal"}],
-}
 RESTRICTED = "pod-security.kubernetes.io/enforce=restricted"
 KEY = "sk-real-node-test"
 

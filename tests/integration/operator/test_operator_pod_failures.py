@@ -12,14 +12,10 @@ import pytest
 
 from e2e import images
 from e2e.cluster.harness import LocalCluster
-from e2e.cluster.realnode import REAL_NODE, REAL_NODE_KIND, REAL_NODE_TAINT
+from e2e.cluster.realnode import ON_REAL_NODE, REAL_NODE
 from tests.integration.operator.conftest import OperatorProcess, apply, condition, get_json, wait_for
 
 pytestmark = pytest.mark.cluster
-ON_REAL_NODE = {
-    "nodeSelector": {"dialogue.dev/node-kind": REAL_NODE_KIND},
-    "tolerations": [{**REAL_NODE_TAINT, "operator": "Equal"}],
-}
 
 
 def _sim_model(name: str, image: str, env: list[dict[str, Any]] | None = None) -> dict[str, Any]:
