@@ -160,7 +160,8 @@ def run() -> str:
             f"Resident memory: {memory}. Pod runner CPU {cpu_share * 100:.1f} % of one core on average during "
             "the runs (probes, status patches, watches).",
             "",
-            "Images (`make images`; buildah, bases from Debian packages; cold build times as recorded):",
+            "Images (`make images`; buildah, bases from Debian packages; time of the last build of each, as its",
+            "record says: the base was cached for operator and gateway, not for the runtime):",
             "",
             *_images_table(),
         ]
